@@ -1,0 +1,43 @@
+# Every target sets itself up: a fresh clone needs nothing but python3.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+TINY_DIR ?= $(CURDIR)/.cache/tiny
+OUT ?= out/run
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export SPOTDIFF_TINY_DIR := $(TINY_DIR)
+
+.PHONY: run test bench lint models venv clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[models,dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+$(TINY_DIR)/COMPLETE: $(STAMP)
+	$(BIN)/spotdiff models tiny --out $(TINY_DIR)
+
+models: $(TINY_DIR)/COMPLETE
+
+run: models
+	$(BIN)/spotdiff run examples/caption_pairs.jsonl --out $(OUT) --profile tiny
+
+test: models
+	$(BIN)/python -m pytest
+
+bench: models
+	$(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy spotdiff services
+
+clean:
+	rm -rf $(VENV) .cache out

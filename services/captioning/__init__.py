@@ -1,0 +1,1 @@
+"""Captioning service: text from images and a prompt (a transformers vision-language model)."""

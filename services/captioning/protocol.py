@@ -1,0 +1,19 @@
+"""Wire models of the captioning service (torch-free: clients import them)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CaptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="base64 PNG/JPEG")
+    prompt: str = Field(min_length=1, max_length=4000)
+    max_new_tokens: int = Field(default=64, ge=1)
+
+
+class CaptionResponse(BaseModel):
+    text: str
+    tokens: int = Field(description="new tokens generated")
+    model_id: str

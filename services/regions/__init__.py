@@ -1,0 +1,1 @@
+"""Regions service: segment-anything region proposals as boxes."""

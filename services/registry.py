@@ -1,0 +1,47 @@
+"""The four services by name: how to build each app from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib import import_module
+
+import httpx
+from fastapi import FastAPI
+
+from spotdiff.clients import CaptioningClient, GenerationClient, RegionsClient, ServiceClients, SimilarityClient
+from spotdiff.settings import SERVICE_NAMES, Settings
+
+
+def create_app(name: str, settings: Settings) -> FastAPI:
+    """The FastAPI app of service ``name`` with its block of ``settings``."""
+    if name not in SERVICE_NAMES:
+        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICE_NAMES)}")
+    api = import_module(f"services.{name}.api")
+    app: FastAPI = api.create_app(settings.service(name))
+    return app
+
+
+@asynccontextmanager
+async def in_process(settings: Settings, *, ready_timeout: float = 600.0) -> AsyncIterator[ServiceClients]:
+    """All four services in this process, behind the same clients the network uses (ASGI transport).
+
+    Each app's lifespan runs as a server would run it; the clients are handed out once every service is ready.
+    """
+    async with AsyncExitStack() as stack:
+        apps = {name: create_app(name, settings) for name in SERVICE_NAMES}
+        for app in apps.values():
+            await stack.enter_async_context(app.router.lifespan_context(app))
+
+        def transport(name: str) -> httpx.ASGITransport:
+            return httpx.ASGITransport(app=apps[name])
+
+        clients = ServiceClients(
+            generation=GenerationClient(transport=transport("generation")),
+            similarity=SimilarityClient(transport=transport("similarity")),
+            regions=RegionsClient(transport=transport("regions")),
+            captioning=CaptioningClient(transport=transport("captioning")),
+        )
+        stack.push_async_callback(clients.aclose)
+        await clients.wait_ready(ready_timeout)
+        yield clients

@@ -1,0 +1,1 @@
+"""Similarity service: batched CLIP cosines for image-image, image-text and text-text."""

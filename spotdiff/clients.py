@@ -1,0 +1,185 @@
+"""Typed async clients for the four model services.
+
+The same client talks to a service over the network (``base_url``) or to its app in this process
+(``httpx.ASGITransport``): the embedded run and the distributed system share one code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from services.captioning.protocol import CaptionRequest, CaptionResponse
+from services.generation.protocol import PairRequest, PairResponse
+from services.regions.protocol import ProposeRequest, ProposeResponse
+from services.similarity.protocol import CosineRequest, CosineResponse
+from spotdiff.protocol.common import ModelInfo
+
+ResponseT = TypeVar("ResponseT", bound=BaseModel)
+RETRYABLE = frozenset({429, 502, 503, 504})
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return default
+
+
+class ServiceCallError(Exception):
+    """A service answered with an error envelope (or not at all)."""
+
+    def __init__(self, service: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"{service}: {status} {code}: {message}")
+        self.service = service
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying later: overload, not ready, or no answer."""
+        return self.status in RETRYABLE or self.status == 0
+
+
+class ServiceClient:
+    """One service: JSON in, a pydantic model out, the error envelope turned into `ServiceCallError`."""
+
+    service = "service"
+
+    def __init__(
+        self,
+        base_url: str = "http://service",
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        token: str | None = None,
+        timeout: float = 600.0,
+        retries: int = 4,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(base_url=base_url, transport=transport, headers=headers, timeout=timeout)
+        self.retries = retries
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _request(self, method: str, path: str, body: BaseModel | None = None) -> httpx.Response:
+        """Send, retrying transient refusals (honouring ``Retry-After``, with jitter) a bounded number of times."""
+        payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self.http.request(method, path, json=payload)
+            except httpx.TransportError as exc:
+                error = ServiceCallError(self.service, 0, "unreachable", str(exc) or type(exc).__name__)
+                retry_after = 0.5 * 2**attempt
+            else:
+                if response.is_success:
+                    return response
+                error = self._error(response)
+                retry_after = _retry_after(response, default=0.5 * 2**attempt)
+            if not error.transient or attempt == self.retries:
+                raise error
+            await asyncio.sleep(min(retry_after, 30.0) * (1 + 0.25 * random.random()))
+        raise AssertionError("unreachable")
+
+    def _error(self, response: httpx.Response) -> ServiceCallError:
+        try:
+            error = response.json()["error"]
+            return ServiceCallError(self.service, response.status_code, error["code"], error["message"])
+        except (ValueError, KeyError, TypeError):
+            return ServiceCallError(self.service, response.status_code, "http_error", response.text[:200])
+
+    async def _post(self, path: str, body: BaseModel, response_model: type[ResponseT]) -> ResponseT:
+        response = await self._request("POST", path, body)
+        return response_model.model_validate_json(response.content)
+
+    async def ready(self) -> bool:
+        try:
+            response = await self.http.get("/readyz")
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
+    async def wait_ready(self, timeout: float = 600.0, interval: float = 0.1) -> None:
+        """Wait until `/readyz` says 200; a load failure or the timeout raises with the service's reason."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = await self.http.get("/readyz")
+            except httpx.TransportError:
+                body: dict[str, Any] = {}
+            else:
+                if response.status_code == 200:
+                    return
+                body = response.json()
+                if body.get("status") == "failed":
+                    raise ServiceCallError(self.service, 503, "load_failed", str(body.get("error")))
+            if time.monotonic() > deadline:
+                raise ServiceCallError(self.service, 503, "not_ready", f"not ready after {timeout:.0f}s: {body}")
+            await asyncio.sleep(interval)
+
+    async def info(self) -> ModelInfo:
+        response = await self._request("GET", "/v1/info")
+        return ModelInfo.model_validate_json(response.content)
+
+
+class GenerationClient(ServiceClient):
+    service = "generation"
+
+    async def pair(self, request: PairRequest) -> PairResponse:
+        return await self._post("/v1/pairs", request, PairResponse)
+
+
+class SimilarityClient(ServiceClient):
+    service = "similarity"
+
+    async def cosine(self, request: CosineRequest) -> CosineResponse:
+        return await self._post("/v1/cosine", request, CosineResponse)
+
+
+class RegionsClient(ServiceClient):
+    service = "regions"
+
+    async def proposals(self, image_b64: str) -> ProposeResponse:
+        return await self._post("/v1/proposals", ProposeRequest(image=image_b64), ProposeResponse)
+
+
+class CaptioningClient(ServiceClient):
+    service = "captioning"
+
+    async def caption(self, request: CaptionRequest) -> CaptionResponse:
+        return await self._post("/v1/captions", request, CaptionResponse)
+
+
+@dataclass
+class ServiceClients:
+    """The four clients a pipeline needs."""
+
+    generation: GenerationClient
+    similarity: SimilarityClient
+    regions: RegionsClient
+    captioning: CaptioningClient
+
+    def all(self) -> list[ServiceClient]:
+        return [self.generation, self.similarity, self.regions, self.captioning]
+
+    async def wait_ready(self, timeout: float = 600.0) -> None:
+        await asyncio.gather(*(client.wait_ready(timeout) for client in self.all()))
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(client.aclose() for client in self.all()))
+
+    @classmethod
+    def over_http(cls, urls: dict[str, str], token: str | None = None) -> ServiceClients:
+        return cls(
+            generation=GenerationClient(urls["generation"], token=token),
+            similarity=SimilarityClient(urls["similarity"], token=token),
+            regions=RegionsClient(urls["regions"], token=token),
+            captioning=CaptioningClient(urls["captioning"], token=token),
+        )

@@ -1,0 +1,56 @@
+"""Box arithmetic as the reference does it (+1 pixel areas, its string format, its growth and clamping)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spotdiff.protocol.common import Box
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union with the reference's +1-pixel areas (`generate_bbox.py` ``iou_filter``)."""
+    inter_w = max(0.0, min(a.x2, b.x2) - max(a.x1, b.x1) + 1)
+    inter_h = max(0.0, min(a.y2, b.y2) - max(a.y1, b.y1) + 1)
+    inter = inter_w * inter_h
+    area_a = (a.x2 - a.x1 + 1) * (a.y2 - a.y1 + 1)
+    area_b = (b.x2 - b.x1 + 1) * (b.y2 - b.y1 + 1)
+    return inter / (area_a + area_b - inter)
+
+
+def nms(boxes: Sequence[Box], iou_threshold: float) -> list[int]:
+    """Greedy suppression in the given order: indices of the boxes kept (IoU <= threshold with every kept one)."""
+    kept: list[int] = []
+    for index, box in enumerate(boxes):
+        if all(iou(box, boxes[other]) <= iou_threshold for other in kept):
+            kept.append(index)
+    return kept
+
+
+def format_coordinate(value: float) -> str:
+    """``round(v, 2)`` right-padded with zeros to 4 characters: 0.3 -> ``0.30``, 0 -> ``0.00``."""
+    return str(round(value, 2)).ljust(4, "0")
+
+
+def normalised_box(box: Box, width: int, height: int) -> str:
+    """The box divided by the image size, written as the reference's prompts and records write it."""
+    values = (box.x1 / width, box.y1 / height, box.x2 / width, box.y2 / height)
+    return "[" + ", ".join(format_coordinate(value) for value in values) + "]"
+
+
+def grown(box: Box, pixels: float, width: int, height: int) -> Box:
+    """The box grown by ``pixels`` on each side and clamped to the image (the red box and label crops)."""
+    return Box(
+        x1=max(box.x1 - pixels, 0),
+        y1=max(box.y1 - pixels, 0),
+        x2=min(box.x2 + pixels, width),
+        y2=min(box.y2 + pixels, height),
+    )
+
+
+def clipped(box: Box, width: int, height: int) -> Box | None:
+    """The part of the box inside the image, or None when less than a pixel is left."""
+    x1, y1 = min(max(box.x1, 0), width), min(max(box.y1, 0), height)
+    x2, y2 = min(max(box.x2, 0), width), min(max(box.y2, 0), height)
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return None
+    return Box(x1=x1, y1=y1, x2=x2, y2=y2)

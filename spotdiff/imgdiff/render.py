@@ -1,0 +1,28 @@
+"""The images the captioner sees in stage 2: red boxes, side by side with a black bar (Pillow)."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw
+
+from spotdiff.imgdiff.boxes import grown
+from spotdiff.protocol.common import Box
+
+RED_BOX_GROWTH = 5
+RED_BOX_WIDTH = 3
+BAR_WIDTH = 20
+
+
+def red_boxed(image: Image.Image, box: Box) -> Image.Image:
+    """A copy of ``image`` with ``box`` grown by 5 px, clamped, outlined in red 3 px wide."""
+    outline = grown(box, RED_BOX_GROWTH, image.width, image.height)
+    boxed = image.convert("RGB").copy()
+    ImageDraw.Draw(boxed).rectangle(outline.as_list(), outline="red", width=RED_BOX_WIDTH)
+    return boxed
+
+
+def side_by_side(left: Image.Image, right: Image.Image, bar: int = BAR_WIDTH) -> Image.Image:
+    """``left | black bar | right`` on a black canvas as tall as the taller image."""
+    canvas = Image.new("RGB", (left.width + bar + right.width, max(left.height, right.height)), (0, 0, 0))
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width + bar, 0))
+    return canvas

@@ -1,0 +1,399 @@
+"""The pipeline of one caption pair, stage by stage (DESIGN.md), over the four service clients.
+
+Services compute scores; `spotdiff.imgdiff` decides; this module only composes the two and records what
+happened. The embedded run and the distributed workers run this same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+import spotdiff
+from services.captioning.protocol import CaptionRequest
+from services.generation.protocol import GenerationParams, PairRequest
+from services.similarity.protocol import CosineRequest, Operand, ScorePair
+from spotdiff.clients import ServiceCallError, ServiceClients
+from spotdiff.imgdiff.areas import (
+    Candidate,
+    area_decision,
+    candidates,
+    label_box_decision,
+    label_decision,
+    pair_window,
+    select_areas,
+)
+from spotdiff.imgdiff.boxes import grown, normalised_box
+from spotdiff.imgdiff.objects import changed_objects
+from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
+from spotdiff.imgdiff.render import RED_BOX_GROWTH, red_boxed, side_by_side
+from spotdiff.protocol import CaptionPair, ModelRef, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
+from spotdiff.settings import Settings
+from spotdiff.storage import ArtifactStore
+
+
+class Rejected(Exception):
+    """A stage decided against the pair."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+class PairFailed(Exception):
+    """The pair could not finish (a service stayed unavailable, or a bug): not a decision about the pair.
+
+    ``record`` is what is known so far, with the failure as its rejection; a caller may retry the pair later or
+    write the record so that the failure is seen.
+    """
+
+    def __init__(self, record: SampleRecord, cause: Exception) -> None:
+        assert record.rejection is not None
+        super().__init__(f"{record.pair_id}: {record.rejection.stage.value}: {cause}")
+        self.record = record
+        self.cause = cause
+
+
+def _reject(stage: Stage, reason: str, message: str, numbers: dict[str, Any] | None = None) -> Rejected:
+    return Rejected(Rejection(stage=stage, reason=reason, message=message, numbers=numbers or {}))
+
+
+def encode_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@dataclass
+class Area:
+    """A difference area kept by stage 4, on its way through the labelling stages."""
+
+    candidate: Candidate
+    crop_cosine: float
+    text_match: float
+    label_source: str | None = None
+    label_target: str | None = None
+    label_cosine: float | None = None
+
+
+@dataclass
+class PairRun:
+    """What is known about one pair so far; turned into a `SampleRecord` at the end, whatever happened."""
+
+    pair: CaptionPair
+    stage: Stage = Stage.OBJECTS
+    source_objects: list[str] = field(default_factory=list)
+    target_objects: list[str] = field(default_factory=list)
+    seed: int | None = None
+    params: GenerationParams | None = None
+    images: tuple[Image.Image, Image.Image] | None = None
+    images_b64: tuple[str, str] | None = None
+    image_keys: tuple[str, str] | None = None
+    pair_cosine: float | None = None
+    proposals: int | None = None
+    areas: list[Area] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, stage: Stage) -> Iterator[None]:
+        self.stage = stage
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[f"{stage.value}_s"] = round(time.perf_counter() - started, 4)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        assert self.images is not None
+        return self.images[0].size
+
+
+class PairPipeline:
+    """Runs caption pairs through every stage and returns one `SampleRecord` per pair."""
+
+    def __init__(
+        self, clients: ServiceClients, store: ArtifactStore, settings: Settings, models: dict[str, ModelRef]
+    ) -> None:
+        self.clients = clients
+        self.store = store
+        self.settings = settings
+        self.config = settings.pipeline
+        self.models = models
+
+    @classmethod
+    async def connect(cls, clients: ServiceClients, store: ArtifactStore, settings: Settings) -> PairPipeline:
+        """A pipeline whose records name the models the services report (`/v1/info`)."""
+        infos = await asyncio.gather(*(client.info() for client in clients.all()))
+        models = {info.service: ModelRef(id=info.model_id, revision=info.revision) for info in infos}
+        return cls(clients, store, settings, models)
+
+    async def run(self, pair: CaptionPair) -> SampleRecord:
+        """Every stage in order; a rejection stops the pair with its reason. Transient failures raise `PairFailed`."""
+        run = PairRun(pair)
+        try:
+            with run.timed(Stage.OBJECTS):
+                self.find_objects(run)
+            with run.timed(Stage.GENERATE):
+                await self.generate(run)
+            with run.timed(Stage.PAIR_FILTER):
+                await self.filter_pair(run)
+            with run.timed(Stage.PROPOSALS):
+                proposals = await self.propose(run)
+            with run.timed(Stage.DIFFERENCE_AREAS):
+                await self.find_areas(run, proposals)
+            with run.timed(Stage.REGION_LABELS):
+                await self.label_regions(run)
+            with run.timed(Stage.DIFFERENCE_CAPTION):
+                await self.caption_differences(run)
+        except Rejected as rejected:
+            return self.record(run, rejected.rejection)
+        except ServiceCallError as exc:
+            numbers = {"service": exc.service, "status": exc.status, "code": exc.code}
+            if exc.transient:
+                failure = Rejection(stage=run.stage, reason="service_unavailable", message=str(exc), numbers=numbers)
+                raise PairFailed(self.record(run, failure), exc) from exc
+            refusal = Rejection(stage=run.stage, reason="service_refused", message=str(exc), numbers=numbers)
+            return self.record(run, refusal)
+        except Exception as exc:
+            failure = Rejection(stage=run.stage, reason="internal_error", message=f"{type(exc).__name__}: {exc}")
+            raise PairFailed(self.record(run, failure), exc) from exc
+        return self.record(run, None)
+
+    # stage 0
+    def find_objects(self, run: PairRun) -> None:
+        pair = run.pair
+        if pair.source_objects is not None or pair.target_objects is not None:
+            run.source_objects, run.target_objects = pair.source_objects or [], pair.target_objects or []
+        else:
+            run.source_objects, run.target_objects = changed_objects(pair.source, pair.target)
+        if not run.source_objects and not run.target_objects:
+            raise _reject(Stage.OBJECTS, "no_changed_objects", "the captions differ in no object word")
+
+    # stage 1
+    async def generate(self, run: PairRun) -> None:
+        pair = run.pair
+        response = await self.clients.generation.pair(
+            PairRequest(source=pair.source, target=pair.target, seed=pair.seed)
+        )
+        run.seed, run.params = response.seed, response.params
+        run.images_b64 = (response.source_image, response.target_image)
+        raw = (base64.b64decode(response.source_image), base64.b64decode(response.target_image))
+        run.images = (Image.open(io.BytesIO(raw[0])).convert("RGB"), Image.open(io.BytesIO(raw[1])).convert("RGB"))
+        keys = await asyncio.gather(*(asyncio.to_thread(self.store.put_image, data) for data in raw))
+        run.image_keys = (keys[0], keys[1])
+
+    # stage 2
+    async def filter_pair(self, run: PairRun) -> None:
+        assert run.images_b64 is not None
+        request = CosineRequest(
+            images={"1": run.images_b64[0], "2": run.images_b64[1]},
+            pairs=[ScorePair(a=Operand(image="1"), b=Operand(image="2"))],
+        )
+        run.pair_cosine = (await self.clients.similarity.cosine(request)).scores[0]
+        decision = pair_window(run.pair_cosine, self.config.pair_cosine_min, self.config.pair_cosine_max)
+        if not decision:
+            raise _reject(
+                Stage.PAIR_FILTER, decision.reason, "the image pair is outside the similarity window", decision.numbers
+            )
+
+    # stage 3
+    async def propose(self, run: PairRun) -> list[Candidate]:
+        assert run.images_b64 is not None
+        found = await asyncio.gather(*(self.clients.regions.proposals(image) for image in run.images_b64))
+        run.proposals = sum(len(response.proposals) for response in found)
+        width, height = run.size
+        proposals = candidates([p.box for p in found[0].proposals], [p.box for p in found[1].proposals], width, height)
+        if not proposals:
+            raise _reject(Stage.PROPOSALS, "no_proposals", "no region was proposed on either image")
+        return proposals
+
+    # stage 4
+    async def find_areas(self, run: PairRun, proposals: list[Candidate]) -> None:
+        assert run.images_b64 is not None
+        pairs: list[ScorePair] = []
+        for candidate in proposals:
+            pairs.append(ScorePair(a=Operand(image="1", box=candidate.box), b=Operand(image="2", box=candidate.box)))
+            pairs += [ScorePair(a=Operand(image="1", box=candidate.box), b=Operand(text=w)) for w in run.source_objects]
+            pairs += [ScorePair(a=Operand(image="2", box=candidate.box), b=Operand(text=w)) for w in run.target_objects]
+        request = CosineRequest(images={"1": run.images_b64[0], "2": run.images_b64[1]}, pairs=pairs)
+        scores = iter((await self.clients.similarity.cosine(request)).scores)
+        areas: list[Area] = []
+        reasons: Counter[str] = Counter()
+        for candidate in proposals:
+            crop_cosine = next(scores)
+            text_1 = [next(scores) for _ in run.source_objects]
+            text_2 = [next(scores) for _ in run.target_objects]
+            decision = area_decision(
+                crop_cosine, text_1, text_2, text_min=self.config.text_match_min, crop_max=self.config.crop_cosine_max
+            )
+            reasons[decision.reason] += 1
+            if decision:
+                areas.append(Area(candidate, crop_cosine, decision.numbers["text_match"]))
+        kept = select_areas(
+            [area.crop_cosine for area in areas],
+            [area.candidate.box for area in areas],
+            iou_threshold=self.config.nms_iou,
+            max_boxes=self.config.max_boxes,
+        )
+        run.areas = [areas[index] for index in kept]
+        if not run.areas:
+            raise _reject(
+                Stage.DIFFERENCE_AREAS,
+                "no_difference_area",
+                "no proposal passed the area tests",
+                {"candidates": len(proposals), "reasons": dict(reasons)},
+            )
+
+    # stage 5
+    async def label_regions(self, run: PairRun) -> None:
+        assert run.images_b64 is not None
+        width, height = run.size
+        sized = [
+            area
+            for area in run.areas
+            if label_box_decision(
+                area.candidate.box, width, height, min_area_fraction=self.config.min_region_area_fraction
+            )
+        ][: self.config.max_labelled_regions]
+        if not sized:
+            raise _reject(
+                Stage.REGION_LABELS,
+                "no_box_large_enough",
+                "every difference area is too small to label",
+                {"areas": len(run.areas)},
+            )
+        requests = [
+            CaptionRequest(
+                image=image,
+                prompt=region_label_prompt(area.candidate.box, width, height),
+                max_new_tokens=self.config.label_max_new_tokens,
+            )
+            for area in sized
+            for image in run.images_b64
+        ]
+        answers = await asyncio.gather(*(self.clients.captioning.caption(request) for request in requests))
+        pairs: list[ScorePair] = []
+        for index, area in enumerate(sized):
+            area.label_source, area.label_target = answers[2 * index].text, answers[2 * index + 1].text
+            label_box = grown(area.candidate.box, RED_BOX_GROWTH, width, height)
+            pairs += [
+                ScorePair(a=Operand(text=area.label_source or "-"), b=Operand(text=area.label_target or "-")),
+                ScorePair(a=Operand(image="1", box=label_box), b=Operand(text=area.label_source or "-")),
+                ScorePair(a=Operand(image="2", box=label_box), b=Operand(text=area.label_target or "-")),
+            ]
+        request = CosineRequest(images={"1": run.images_b64[0], "2": run.images_b64[1]}, pairs=pairs)
+        scores = (await self.clients.similarity.cosine(request)).scores
+        kept: list[Area] = []
+        reasons: Counter[str] = Counter()
+        for index, area in enumerate(sized):
+            label_cosine, match_1, match_2 = scores[3 * index : 3 * index + 3]
+            decision = label_decision(
+                label_cosine,
+                match_1,
+                match_2,
+                cosine_max=self.config.label_cosine_max,
+                match_min=self.config.label_match_min,
+            )
+            reasons[decision.reason] += 1
+            area.label_cosine = label_cosine
+            if decision and area.label_source and area.label_target:
+                kept.append(area)
+            elif decision:
+                reasons["empty_label"] += 1
+        if not kept:
+            raise _reject(
+                Stage.REGION_LABELS,
+                "labels_filtered",
+                "no region kept labels that differ and match",
+                {"labelled": len(sized), "reasons": dict(reasons)},
+            )
+        run.areas = kept
+
+    # stage 6
+    async def caption_differences(self, run: PairRun) -> None:
+        assert run.images is not None
+        width, height = run.size
+
+        def render(area: Area) -> tuple[bytes, bytes, str]:
+            assert run.images is not None
+            left, right = red_boxed(run.images[0], area.candidate.box), red_boxed(run.images[1], area.candidate.box)
+            combined = base64.b64encode(encode_png(side_by_side(left, right))).decode("ascii")
+            return encode_png(left), encode_png(right), combined
+
+        rendered = await asyncio.gather(*(asyncio.to_thread(render, area) for area in run.areas))
+        captions = await asyncio.gather(
+            *(
+                self.clients.captioning.caption(
+                    CaptionRequest(
+                        image=combined,
+                        prompt=difference_caption_prompt(area.label_source or "", area.label_target or ""),
+                        max_new_tokens=self.config.caption_max_new_tokens,
+                    )
+                )
+                for area, (_, _, combined) in zip(run.areas, rendered, strict=True)
+            )
+        )
+        for area, (left, right, _), caption in zip(run.areas, rendered, captions, strict=True):
+            left_key, right_key = await asyncio.gather(
+                asyncio.to_thread(self.store.put_image, left), asyncio.to_thread(self.store.put_image, right)
+            )
+            run.regions.append(
+                Region(
+                    box=area.candidate.box,
+                    box_normalised=normalised_box(area.candidate.box, width, height),
+                    source_image=area.candidate.source_image,
+                    crop_cosine=area.crop_cosine,
+                    text_match=area.text_match,
+                    label_source=area.label_source,
+                    label_target=area.label_target,
+                    label_cosine=area.label_cosine,
+                    difference_caption=caption.text,
+                    boxed_image_source=left_key,
+                    boxed_image_target=right_key,
+                )
+            )
+
+    def provenance(self, run: PairRun) -> Provenance:
+        settings: dict[str, Any] = {"pipeline": self.config.model_dump()}
+        if run.params is not None:
+            settings["generation"] = run.params.model_dump()
+        return Provenance(
+            seed=run.seed,
+            models=self.models,
+            settings=settings,
+            profile=self.settings.profile,
+            spotdiff_version=spotdiff.__version__,
+        )
+
+    def record(self, run: PairRun, rejection: Rejection | None) -> SampleRecord:
+        pair = run.pair
+        width, height = run.size if run.images is not None else (None, None)
+        return SampleRecord(
+            pair_id=pair.id,
+            status=SampleStatus.REJECTED if rejection else SampleStatus.ACCEPTED,
+            source=pair.source,
+            target=pair.target,
+            source_objects=run.source_objects,
+            target_objects=run.target_objects,
+            image_source=run.image_keys[0] if run.image_keys else None,
+            image_target=run.image_keys[1] if run.image_keys else None,
+            width=width,
+            height=height,
+            pair_cosine=run.pair_cosine,
+            proposals=run.proposals,
+            regions=[] if rejection else run.regions,
+            rejection=rejection,
+            provenance=self.provenance(run),
+            timings=run.timings,
+        )

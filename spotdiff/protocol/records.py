@@ -1,0 +1,128 @@
+"""Caption pairs in, sample records out: the data a run reads and writes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from spotdiff.protocol.common import Box
+
+MAX_CAPTION_CHARS = 1000
+
+
+class Stage(StrEnum):
+    """Pipeline stages in order; a rejection names the one that decided it."""
+
+    OBJECTS = "objects"
+    GENERATE = "generate"
+    PAIR_FILTER = "pair_filter"
+    PROPOSALS = "proposals"
+    DIFFERENCE_AREAS = "difference_areas"
+    REGION_LABELS = "region_labels"
+    DIFFERENCE_CAPTION = "difference_caption"
+
+
+class CaptionPair(BaseModel):
+    """One request for a difference sample: a source caption and a target caption that differ in an object."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    source: str = Field(min_length=1, max_length=MAX_CAPTION_CHARS)
+    target: str = Field(min_length=1, max_length=MAX_CAPTION_CHARS)
+    source_objects: list[str] | None = Field(
+        default=None, description="changed objects of the source side; derived from the captions when absent"
+    )
+    target_objects: list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+
+    @field_validator("source_objects", "target_objects")
+    @classmethod
+    def _objects_not_blank(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not word.strip() for word in value):
+            raise ValueError("objects must be non-empty words")
+        return value
+
+    @model_validator(mode="after")
+    def _captions_differ(self) -> CaptionPair:
+        if self.source.casefold() == self.target.casefold():
+            raise ValueError("source and target captions are identical: there is no object to replace")
+        return self
+
+
+class ModelRef(BaseModel):
+    """Which model produced something: id (path or hub id) and revision or checksum."""
+
+    id: str
+    revision: str
+
+
+class Provenance(BaseModel):
+    """Everything needed to reproduce a sample."""
+
+    seed: int | None = Field(description="the generation seed; none when the pair stopped before generation")
+    models: dict[str, ModelRef] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    profile: str
+    spotdiff_version: str
+
+
+class Rejection(BaseModel):
+    """Why a pair produced no sample: the stage, a stable reason code and the numbers that decided it."""
+
+    stage: Stage
+    reason: str
+    message: str
+    numbers: dict[str, Any] = Field(default_factory=dict)
+
+
+class Region(BaseModel):
+    """One kept difference area with what each stage said about it."""
+
+    box: Box
+    box_normalised: str = Field(description="the box divided by W and H, as the reference writes it")
+    source_image: Literal[1, 2] = Field(description="which image's proposal the box came from")
+    crop_cosine: float
+    text_match: float = Field(description="best image-text score of the crops against the changed objects")
+    label_source: str | None = None
+    label_target: str | None = None
+    label_cosine: float | None = None
+    difference_caption: str | None = None
+    boxed_image_source: str | None = Field(default=None, description="storage key of image 1 with the red box")
+    boxed_image_target: str | None = None
+
+
+class SampleStatus(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class SampleRecord(BaseModel):
+    """One record per caption pair: an accepted sample with its regions, or a rejection with its reason."""
+
+    pair_id: str
+    status: SampleStatus
+    source: str
+    target: str
+    source_objects: list[str]
+    target_objects: list[str]
+    image_source: str | None = Field(default=None, description="storage key of image 1")
+    image_target: str | None = None
+    width: int | None = None
+    height: int | None = None
+    pair_cosine: float | None = None
+    proposals: int | None = None
+    regions: list[Region] = Field(default_factory=list)
+    rejection: Rejection | None = None
+    provenance: Provenance
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _status_consistent(self) -> SampleRecord:
+        if self.status is SampleStatus.ACCEPTED and (self.rejection is not None or not self.regions):
+            raise ValueError("an accepted sample has regions and no rejection")
+        if self.status is SampleStatus.REJECTED and self.rejection is None:
+            raise ValueError("a rejected sample names its rejection")
+        return self

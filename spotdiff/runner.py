@@ -1,0 +1,153 @@
+"""The embedded run: caption pairs from a JSONL file, every service in this process, a dataset on disk.
+
+Bad input lines are reported (line number and reason) and skipped; every good pair gets exactly one record in
+``samples.jsonl``, written as soon as it is known, so an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from spotdiff.clients import ServiceClients
+from spotdiff.gallery import render_gallery
+from spotdiff.pipeline import PairFailed, PairPipeline
+from spotdiff.protocol import CaptionPair, SampleRecord, SampleStatus
+from spotdiff.settings import Settings
+from spotdiff.storage import ArtifactStore
+
+SAMPLES = "samples.jsonl"
+INPUT_ERRORS = "input_errors.jsonl"
+GALLERY = "gallery.html"
+
+
+@dataclass(frozen=True)
+class InputError:
+    line: int
+    message: str
+
+
+def _validation_message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(parts)
+
+
+def parse_pairs(lines: Sequence[str]) -> tuple[list[CaptionPair], list[InputError]]:
+    """Caption pairs from JSONL lines; a line without ``id`` gets ``line-N``. Blank lines are skipped."""
+    pairs: list[CaptionPair] = []
+    errors: list[InputError] = []
+    seen: set[str] = set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(InputError(number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
+            continue
+        if not isinstance(data, dict):
+            errors.append(InputError(number, "each line must be a JSON object with source and target"))
+            continue
+        data.setdefault("id", f"line-{number}")
+        try:
+            pair = CaptionPair.model_validate(data)
+        except ValidationError as exc:
+            errors.append(InputError(number, _validation_message(exc)))
+            continue
+        if pair.id in seen:
+            errors.append(InputError(number, f"id {pair.id!r} appears on an earlier line"))
+            continue
+        seen.add(pair.id)
+        pairs.append(pair)
+    return pairs, errors
+
+
+def read_pairs(path: Path) -> tuple[list[CaptionPair], list[InputError]]:
+    return parse_pairs(path.read_text(encoding="utf-8").splitlines())
+
+
+async def run_pairs(
+    pairs: Sequence[CaptionPair],
+    pipeline: PairPipeline,
+    *,
+    concurrency: int,
+    on_record: Callable[[SampleRecord], None],
+    progress: bool = True,
+) -> list[SampleRecord]:
+    """Run pairs ``concurrency`` at a time (so the services can batch across pairs); records in finishing order."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(pair: CaptionPair) -> SampleRecord:
+        async with gate:
+            try:
+                return await pipeline.run(pair)
+            except PairFailed as failed:
+                return failed.record
+
+    records: list[SampleRecord] = []
+    with tqdm(total=len(pairs), desc="pairs", unit="pair", disable=not progress, file=sys.stderr) as bar:
+        for finished in asyncio.as_completed([one(pair) for pair in pairs]):
+            record = await finished
+            on_record(record)
+            records.append(record)
+            accepted = sum(r.status is SampleStatus.ACCEPTED for r in records)
+            bar.set_postfix(accepted=accepted, rejected=len(records) - accepted)
+            bar.update()
+    return records
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out_dir: Path
+    pairs: int
+    accepted: int
+    rejected: int
+    input_errors: list[InputError]
+    seconds: float
+
+
+async def run_embedded(
+    pairs_path: Path, out_dir: Path, settings: Settings, *, progress: bool = True, clients: ServiceClients | None = None
+) -> RunSummary:
+    """Read, run every pair through the in-process services, write samples, images and the gallery."""
+    from services.registry import in_process
+
+    started = time.perf_counter()
+    pairs, errors = read_pairs(pairs_path)
+    store = ArtifactStore(str(out_dir))
+    for key in (SAMPLES, INPUT_ERRORS):
+        if store.exists(key):
+            store.fs.rm(store.path(key))
+    for error in errors:
+        store.append_line(INPUT_ERRORS, json.dumps({"line": error.line, "message": error.message}))
+
+    def write(record: SampleRecord) -> None:
+        store.append_line(SAMPLES, record.model_dump_json())
+
+    records: list[SampleRecord] = []
+    if pairs:
+        if clients is not None:
+            pipeline = await PairPipeline.connect(clients, store, settings)
+            records = await run_pairs(
+                pairs, pipeline, concurrency=settings.pipeline.concurrency, on_record=write, progress=progress
+            )
+        else:
+            async with in_process(settings) as local:
+                pipeline = await PairPipeline.connect(local, store, settings)
+                records = await run_pairs(
+                    pairs, pipeline, concurrency=settings.pipeline.concurrency, on_record=write, progress=progress
+                )
+    store.put_text(GALLERY, render_gallery(records, title=f"spotdiff · {pairs_path.name}"))
+    accepted = sum(record.status is SampleStatus.ACCEPTED for record in records)
+    return RunSummary(out_dir, len(pairs), accepted, len(records) - accepted, errors, time.perf_counter() - started)

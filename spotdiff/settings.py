@@ -1,0 +1,176 @@
+"""Settings for every component (pydantic-settings, env prefix ``SPOTDIFF_``).
+
+Defaults are the reference behaviour (`IMGDIFF_REFERENCE.md`). A ``profile`` fills in what a profile changes
+(model locations, sizes, thresholds random weights can pass) *under* whatever the caller or the environment set,
+so ``SPOTDIFF_PIPELINE__PAIR_COSINE_MAX=0.97`` still wins over the tiny profile's value.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Profile = Literal["tiny", "reference"]
+SERVICE_NAMES = ("generation", "similarity", "regions", "captioning")
+
+
+def default_tiny_dir() -> Path:
+    """Where `spotdiff models tiny` writes the tiny checkpoints unless told otherwise."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "spotdiff" / "tiny"
+
+
+class ServiceSettings(BaseModel):
+    """What every model service shares: where its model is, how it runs, and its limits."""
+
+    model: str = Field(description="local directory or hub id")
+    device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_batch_size: int = Field(default=8, ge=1)
+    max_wait_ms: float = Field(default=5.0, ge=0, description="how long a batch waits to fill")
+    max_queue: int = Field(default=64, ge=1, description="queued requests before 429")
+    max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1)
+    token: SecretStr | None = Field(default=None, description="internal bearer token; none means open")
+
+
+class GenerationSettings(ServiceSettings):
+    model: str = "stabilityai/stable-diffusion-xl-base-1.0"
+    max_batch_size: int = Field(default=2, ge=1, description="pairs per UNet batch")
+    height: int = Field(default=1024, ge=64, le=4096)
+    width: int = Field(default=1024, ge=64, le=4096)
+    num_inference_steps: int = Field(default=50, ge=1, le=500)
+    guidance_scale: float = Field(default=7.5, ge=0, le=50)
+    max_steps: int = Field(default=200, ge=1)
+    max_pixels: int = Field(default=2048 * 2048, ge=64 * 64)
+
+
+class SimilaritySettings(ServiceSettings):
+    model: str = "ViT-B-32"
+    pretrained: str | None = Field(default="openai", description="open_clip pretrained tag; none for local-dir")
+    max_batch_size: int = 64
+    max_items_per_request: int = Field(default=1024, ge=1)
+
+
+class RegionsSettings(ServiceSettings):
+    model: str = Field(default="sam_vit_h_4b8939.pth", description="segment-anything checkpoint file")
+    model_type: str = "vit_h"
+    max_batch_size: int = 4
+    points_per_side: int = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+    min_mask_region_area: int = 0
+
+
+class CaptioningSettings(ServiceSettings):
+    model: str = "llava-hf/llava-v1.6-vicuna-7b-hf"
+    max_batch_size: int = 8
+    max_new_tokens_limit: int = Field(default=512, ge=1)
+
+
+class PipelineSettings(BaseModel):
+    """The Img-Diff decisions; reference (ORIG) values by default."""
+
+    pair_cosine_min: float = Field(default=0.9, description="keep the pair if min < cos < max")
+    pair_cosine_max: float = 0.98
+    text_match_min: float = Field(default=0.35, description="a crop matches a changed object above this")
+    crop_cosine_max: float = Field(default=0.85, description="a crop pair differs below this")
+    nms_iou: float = 0.5
+    max_boxes: int = 10
+    min_region_area_fraction: float = Field(default=1 / 400, description="skip label boxes under W*H*this")
+    max_labelled_regions: int = 5
+    label_cosine_max: float = Field(default=0.85, description="labels of a box must differ below this")
+    label_match_min: float = Field(default=0.35, description="each label must match its crop above this")
+    label_max_new_tokens: int = 64
+    caption_max_new_tokens: int = 128
+    concurrency: int = Field(default=8, ge=1, description="pairs in flight at once in a run")
+
+
+def _tiny_profile(tiny_dir: Path) -> dict[str, Any]:
+    """What the tiny profile changes: its checkpoints, small sizes, thresholds random weights can pass."""
+    return {
+        "generation": {
+            "model": str(tiny_dir / "sdxl"),
+            "height": 128,
+            "width": 128,
+            "num_inference_steps": 8,
+            "max_batch_size": 4,
+        },
+        "similarity": {"model": "local-dir:" + str(tiny_dir / "clip"), "pretrained": None},
+        "regions": {
+            "model": str(tiny_dir / "sam" / "sam_tiny.pth"),
+            "model_type": "spotdiff_tiny",
+            "points_per_side": 4,
+            "pred_iou_thresh": 0.0,
+            "stability_score_thresh": 0.0,
+        },
+        "captioning": {"model": str(tiny_dir / "llava_next")},
+        # Random CLIP scores every image pair at 0.95-1.0 and every image-text pair near 0.
+        "pipeline": {
+            "pair_cosine_min": -1.0,
+            "pair_cosine_max": 1.01,
+            "text_match_min": -1.0,
+            "crop_cosine_max": 1.01,
+            "label_cosine_max": 1.01,
+            "label_match_min": -1.0,
+            "label_max_new_tokens": 12,
+            "caption_max_new_tokens": 24,
+        },
+    }
+
+
+def _merge_under(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``values`` with ``defaults`` wherever it has nothing of its own (recursively)."""
+    merged = dict(values)
+    for key, default in defaults.items():
+        current = merged.get(key)
+        if key not in merged:
+            merged[key] = default
+        elif isinstance(default, dict) and isinstance(current, dict):
+            merged[key] = _merge_under(current, default)
+        elif isinstance(default, dict) and isinstance(current, BaseModel):
+            merged[key] = _merge_under(current.model_dump(exclude_unset=True), default)
+    return merged
+
+
+class Settings(BaseSettings):
+    """Everything a spotdiff process can be told; nested fields via ``SPOTDIFF_<SECTION>__<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SPOTDIFF_", env_nested_delimiter="__", env_ignore_empty=True, extra="ignore"
+    )
+
+    profile: Profile = "tiny"
+    tiny_dir: Path = Field(default_factory=default_tiny_dir)
+    storage_url: str = Field(default="out", description="artifact store root: a directory or s3://bucket/prefix")
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    similarity: SimilaritySettings = Field(default_factory=SimilaritySettings)
+    regions: RegionsSettings = Field(default_factory=RegionsSettings)
+    captioning: CaptioningSettings = Field(default_factory=CaptioningSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_profile(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("profile", "tiny") != "tiny":
+            return data
+        tiny_dir = Path(data.get("tiny_dir") or default_tiny_dir())
+        return _merge_under(data, _tiny_profile(tiny_dir))
+
+    def service(self, name: str) -> ServiceSettings:
+        """The settings block of one model service by name."""
+        if name not in SERVICE_NAMES:
+            raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICE_NAMES)}")
+        block: ServiceSettings = getattr(self, name)
+        return block
