@@ -7,14 +7,14 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from collections.abc import AsyncIterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-import pytest  # noqa: E402
-import pytest_asyncio  # noqa: E402
+import pytest
+import pytest_asyncio
 
-from spotdiff.clients import ServiceClients  # noqa: E402
-from spotdiff.settings import Settings  # noqa: E402
+from spotdiff.clients import ServiceClients
+from spotdiff.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers.utils import logging as transformers_logging
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner
@@ -19,6 +20,9 @@ from spotdiff.settings import CaptioningSettings
 
 if TYPE_CHECKING:
     from services.captioning.api import CaptionJob
+
+
+transformers_logging.disable_progress_bar()  # a service logs; it does not draw progress bars
 
 
 class CaptioningModel(ModelRunner):
@@ -32,7 +36,7 @@ class CaptioningModel(ModelRunner):
         self.processor = AutoProcessor.from_pretrained(self.settings.model)
         self.processor.tokenizer.padding_side = "left"
         model = AutoModelForImageTextToText.from_pretrained(self.settings.model, dtype=self.dtype)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers types .to oddly
         self.revision = revision_of(self.settings.model)
 
     def warmup(self) -> None:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class CaptionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="base64 PNG/JPEG")
+    image: str = Field(min_length=1, description="base64 PNG/JPEG")
     prompt: str = Field(min_length=1, max_length=4000)
     max_new_tokens: int = Field(default=64, ge=1)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from diffusers import StableDiffusionXLPipeline
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+from diffusers.utils import logging as diffusers_logging
 from PIL import Image
+from transformers.utils import logging as transformers_logging
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner
@@ -19,6 +21,10 @@ from spotdiff.settings import GenerationSettings
 
 if TYPE_CHECKING:
     from services.generation.api import PairJob
+
+
+diffusers_logging.disable_progress_bar()
+transformers_logging.disable_progress_bar()  # a service logs; it does not draw progress bars
 
 
 class GenerationModel(ModelRunner):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,10 @@ from services.kit.runner import ModelInfo, ModelRunner
 from spotdiff.settings import ServiceSettings
 
 log = logging.getLogger("spotdiff.service")
+
+# Model libraries load under process-global state (diffusers and transformers build modules on torch's "meta"
+# device through a context that other threads see too), so services sharing a process load one at a time.
+_LOADING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,11 @@ class ServiceRuntime:
         log.info("%s ready in %.1fs", self.spec.name, time.monotonic() - self.started)
 
     def _load_and_warm(self) -> None:
-        runner = self.spec.load_runner(self.settings)
-        runner.load()
-        self.runner = runner
-        runner.warmup()
+        with _LOADING:
+            runner = self.spec.load_runner(self.settings)
+            runner.load()
+            self.runner = runner
+            runner.warmup()
 
     async def stop(self) -> None:
         for batcher in self.batchers.values():

@@ -10,7 +10,7 @@ from spotdiff.protocol.common import Box
 class ProposeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(description="base64 PNG/JPEG")
+    image: str = Field(min_length=1, description="base64 PNG/JPEG")
 
 
 class Proposal(BaseModel):

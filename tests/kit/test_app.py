@@ -5,7 +5,6 @@ import threading
 from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 import pytest_asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -36,9 +35,16 @@ class EchoModel(ModelRunner):
         return [2 * item for item in items]
 
     def info(self) -> ModelInfo:
-        return ModelInfo(service="echo", model_id="echo", revision="1", dtype="none", device="cpu",
-                         max_batch_size=self.settings.max_batch_size, max_wait_ms=self.settings.max_wait_ms,
-                         max_queue=self.settings.max_queue)
+        return ModelInfo(
+            service="echo",
+            model_id="echo",
+            revision="1",
+            dtype="none",
+            device="cpu",
+            max_batch_size=self.settings.max_batch_size,
+            max_wait_ms=self.settings.max_wait_ms,
+            max_queue=self.settings.max_queue,
+        )
 
 
 def make_app(**settings_overrides):
@@ -124,8 +130,11 @@ async def test_oversized_body_is_413(echo) -> None:
     client, warm, _ = echo
     warm.set()
     await wait_ready(client)
-    big = await client.post("/v1/double", content=b'{"value": 1, "pad": "' + b"x" * 4096 + b'"}',
-                            headers={"content-type": "application/json"})
+    big = await client.post(
+        "/v1/double",
+        content=b'{"value": 1, "pad": "' + b"x" * 4096 + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
 
     async def chunks():  # no Content-Length: the limit still holds

@@ -1,0 +1,212 @@
+"""A tiny, seeded, random-weight LLaVA-NeXT captioner saved in transformers' real on-disk layout.
+
+The captioning service loads it with `AutoProcessor` + `AutoModelForImageTextToText.from_pretrained`,
+as it would llava-hf/llava-v1.6-vicuna-7b-hf: same model and processor classes, anyres tiling, vicuna
+chat template, left padding. The tokenizer is a word-level vocabulary built in code, so random
+generations decode to readable (if meaningless) English words instead of byte-level BPE fragments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaNextImageProcessor,
+    LlavaNextProcessor,
+    PreTrainedTokenizerFast,
+)
+
+UNK, BOS, EOS, PAD, IMAGE = "<unk>", "<s>", "</s>", "<pad>", "<image>"
+SPECIAL_TOKENS = (UNK, BOS, EOS, PAD, IMAGE)  # ids 0..4, Llama's order for the first three
+
+IMAGE_SIZE = 64
+PATCH_SIZE = 16
+# anyres tiles, (height, width): base tile plus up to 2x2, as llava-v1.6's pinpoints scaled down
+IMAGE_GRID_PINPOINTS = [[64, 64], [64, 128], [128, 64], [128, 128]]
+
+# llava-hf/llava-v1.6-vicuna-7b-hf's chat template: "USER: <image>\n{text} ASSISTANT:"
+VICUNA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{# Render all text next #}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' '}}"
+    "{% endfor %}"
+    "{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}"
+    "{% endfor %}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+# Prompt vocabulary (chat roles, region/difference captioning prompts) plus everyday words that make
+# random captions read like captions: objects, animals, colours, positions, sizes, counts.
+_WORDS = """
+user assistant system
+a an the this that these those it its is are was were be been being has have had do does did
+and or but not no yes of in on at to from by with without for about into onto over under above below
+between behind beside near next inside outside around through across along up down left right top
+bottom middle center centre front back side corner edge upper lower
+please provide give describe description describing clear short brief detailed caption region regions
+box boxes bounding image images picture photo photograph area part object objects item items detail
+details content contents difference differences different same similar change changed changes compare
+what which where who how why when there here than then also only just very more most less some any
+all each both other another one two three four five six seven eight nine ten first second third
+answer question analyse analyze separated vertical horizontal bar line shown shows showing visible
+can see seen looks look like appears contains containing holding sitting standing lying walking
+running flying swimming eating playing parked hanging placed located
+man woman boy girl child children person people baby player crowd family
+cat cats dog dogs horse horses cow cows sheep bird birds duck fish bear bears elephant giraffe zebra
+lion tiger monkey rabbit mouse frog snake butterfly
+car cars bus truck train bicycle bike motorcycle boat airplane plane road street sidewalk bridge sign
+traffic light house building buildings window door wall roof fence tower city
+tree trees grass flower flowers plant plants leaf leaves field forest mountain hill river lake sea
+ocean beach sand sky cloud clouds sun moon snow water rock rocks
+table chair sofa couch bed lamp clock book books cup mug bottle glass plate bowl fork knife spoon
+pizza cake apple banana orange sandwich bread food vase laptop computer phone television tv keyboard
+bag umbrella hat shirt dress shoe shoes ball kite frisbee skateboard surfboard toy teddy
+red orange yellow green blue purple pink brown black white gray grey silver gold dark light bright
+colorful colourful striped wooden metal plastic
+big small large little tiny huge tall short long wide round square old new young open closed empty
+full happy sunny cloudy
+""".split()
+
+_DIGITS = [str(digit) for digit in range(10)]
+_PUNCTUATION = [".", ",", ":", ";", "[", "]", "(", ")", "?", "!", "'", '"', "-", "/"]
+
+
+def vocabulary() -> list[str]:
+    """The tokenizer's vocabulary in id order: special tokens, digits, punctuation, then words."""
+    tokens = [*SPECIAL_TOKENS, *_DIGITS, *_PUNCTUATION]
+    seen = set(tokens)
+    for word in _WORDS:
+        if word not in seen:
+            seen.add(word)
+            tokens.append(word)
+    return tokens
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer that never fails: any text tokenizes, unknown words become <unk>.
+
+    Lower-cases, splits on whitespace, isolates each punctuation mark and each digit (so numbers like
+    "0.12" in region prompts stay in-vocabulary), prepends <s>, and decodes by joining with spaces.
+    """
+    tokens = vocabulary()
+    backend = Tokenizer(models.WordLevel({token: index for index, token in enumerate(tokens)}, unk_token=UNK))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # join with single spaces, nothing else
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tokens.index(BOS))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        pad_token=PAD,
+        extra_special_tokens={"image_token": IMAGE},  # LlavaNextProcessor expands it to the image features
+        padding_side="left",  # decoder-only batched generation
+        clean_up_tokenization_spaces=False,
+        model_max_length=2048,
+    )
+
+
+def build_processor() -> LlavaNextProcessor:
+    """LLaVA-NeXT processor: anyres tiling at 64 px, CLS-token bookkeeping as in llava-v1.6."""
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_grid_pinpoints=IMAGE_GRID_PINPOINTS,
+    )
+    return LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=build_tokenizer(),
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # the CLIP vision tower's CLS token, dropped by "default"
+        chat_template=VICUNA_CHAT_TEMPLATE,
+        image_token=IMAGE,
+    )
+
+
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(token_id, int) or token_id == tokenizer.unk_token_id:
+        raise ValueError(f"{token!r} is not a single token of the tokenizer")
+    return token_id
+
+
+def _model_config(tokenizer: PreTrainedTokenizerFast) -> LlavaNextConfig:
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlavaNextConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=_token_id(tokenizer, IMAGE),
+        image_grid_pinpoints=IMAGE_GRID_PINPOINTS,
+        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+    )
+
+
+def build_model_and_processor(seed: int = 0) -> tuple[LlavaNextForConditionalGeneration, LlavaNextProcessor]:
+    """Build both in memory, the model in eval mode; the same seed gives bit-identical weights."""
+    processor = build_processor()
+    tokenizer = processor.tokenizer
+    with torch.random.fork_rng(devices=[]):  # seed the weights without resetting the caller's RNG
+        torch.manual_seed(seed)
+        model = LlavaNextForConditionalGeneration(_model_config(tokenizer)).eval()
+    generation = model.generation_config
+    generation.bos_token_id = tokenizer.bos_token_id
+    generation.eos_token_id = tokenizer.eos_token_id
+    generation.pad_token_id = tokenizer.pad_token_id
+    generation.min_length = 0  # random weights may emit </s> at once; never force tokens
+    generation.min_new_tokens = None
+    return model, processor
+
+
+def build(out_dir: Path, seed: int = 0) -> Path:
+    """Save model (safetensors) and processor with `save_pretrained` into `out_dir` and return it."""
+    model, processor = build_model_and_processor(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    processor.save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,70 @@
+"""Build the whole set of tiny random-weight checkpoints (SDXL, CLIP, SAM, LLaVA-NeXT) in one folder.
+
+Tests and the demo profile point the services at these folders and load them with each family's real
+loading code. The set is written next to its destination and moved into place before the `COMPLETE`
+marker is written, so a crashed or concurrent build never leaves a set that `is_complete` accepts.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib import import_module
+from pathlib import Path
+
+FORMAT_VERSION = "spotdiff-tiny-v1"  # bump when any builder's output changes
+MARKER_FILE = "COMPLETE"
+
+SAM_CHECKPOINT_FILE = "sam_tiny.pth"  # what services.regions.tiny.build writes
+
+# name -> module whose `build(out_dir, seed)` writes `out_dir / name`. Imported only to build, so checking a
+# set (`is_complete`) costs no torch import.
+BUILDERS = {
+    "sdxl": "services.generation.tiny",
+    "clip": "services.similarity.tiny",
+    "sam": "services.regions.tiny",
+    "llava_next": "services.captioning.tiny",
+}
+
+
+def checkpoint_paths(out_dir: Path) -> dict[str, Path]:
+    """Where each checkpoint of a set lives: the folders, and for SAM the `.pth` file its registry takes."""
+    paths = {name: out_dir / name for name in BUILDERS}
+    paths["sam"] = out_dir / "sam" / SAM_CHECKPOINT_FILE
+    return paths
+
+
+def is_complete(out_dir: Path) -> bool:
+    """True if `out_dir` holds a finished set written by this version of the builders."""
+    marker = out_dir / MARKER_FILE
+    try:
+        version = marker.read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return version == FORMAT_VERSION and all(path.exists() for path in checkpoint_paths(out_dir).values())
+
+
+def build_all(out_dir: Path, seed: int = 0) -> dict[str, Path]:
+    """Build all four checkpoints into `out_dir/{sdxl,clip,sam,llava_next}` and mark the set complete.
+
+    Returns the path to load each checkpoint from (see `checkpoint_paths`). Rebuilding over an existing
+    set first removes its marker, so readers never mix old and new parts.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MARKER_FILE).unlink(missing_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        for name, module in BUILDERS.items():
+            import_module(module).build(staging / name, seed)
+        for name in BUILDERS:
+            target = out_dir / name
+            if target.exists():
+                shutil.rmtree(target)
+            (staging / name).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    # Write the marker atomically too: a reader sees no marker or the whole version string.
+    marker_tmp = out_dir / f".{MARKER_FILE}.tmp"
+    marker_tmp.write_text(FORMAT_VERSION + "\n", encoding="utf-8")
+    marker_tmp.replace(out_dir / MARKER_FILE)
+    return checkpoint_paths(out_dir)

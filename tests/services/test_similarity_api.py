@@ -1,0 +1,70 @@
+import asyncio
+
+import pytest
+
+from services.similarity.protocol import CosineRequest, Operand, ScorePair
+from spotdiff.clients import ServiceClients
+from spotdiff.protocol import Box
+
+from .helpers import batches_larger_than_one, noise_image, png_b64
+
+IMAGES = {"a": png_b64(noise_image(96, 64, 1)), "b": png_b64(noise_image(96, 64, 2))}
+
+
+def image(name: str, box: list[float] | None = None) -> Operand:
+    return Operand(image=name, box=Box.from_list(box) if box else None)
+
+
+async def test_every_kind_of_pair_in_one_request(clients: ServiceClients) -> None:
+    request = CosineRequest(
+        images=IMAGES,
+        pairs=[
+            ScorePair(a=image("a"), b=image("a")),
+            ScorePair(a=image("a"), b=image("b")),
+            ScorePair(a=image("a", [0, 0, 32, 32]), b=image("b", [0, 0, 32, 32])),
+            ScorePair(a=image("a"), b=Operand(text="a dog")),
+            ScorePair(a=Operand(text="a dog"), b=Operand(text="a dog")),
+            ScorePair(a=Operand(text="a dog"), b=Operand(text="a cat")),
+        ],
+    )
+    scores = (await clients.similarity.cosine(request)).scores
+    assert len(scores) == 6
+    assert scores[0] == pytest.approx(1.0, abs=1e-5) and scores[4] == pytest.approx(1.0, abs=1e-5)
+    assert all(-1.0 - 1e-5 <= score <= 1.0 + 1e-5 for score in scores)
+    assert scores[1] < 1.0 - 1e-6 and scores[5] < 1.0 - 1e-6
+
+
+async def test_concurrent_requests_batch_without_changing_scores(clients: ServiceClients) -> None:
+    requests = [
+        CosineRequest(images=IMAGES, pairs=[ScorePair(a=image("a", [0, 0, 8 * k, 8 * k]), b=Operand(text=f"a {k}"))])
+        for k in range(1, 9)
+    ]
+    single = [(await clients.similarity.cosine(request)).scores[0] for request in requests]
+    before = batches_larger_than_one((await clients.similarity.http.get("/metrics")).text, "cosine")
+    together = [answer.scores[0] for answer in await asyncio.gather(*map(clients.similarity.cosine, requests))]
+    assert together == pytest.approx(single, abs=1e-5)
+    after = batches_larger_than_one((await clients.similarity.http.get("/metrics")).text, "cosine")
+    assert after > before  # they really shared a model call
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"images": {}, "pairs": [{"a": {"image": "x"}, "b": {"text": "t"}}]}, 422, "invalid_request"),
+        ({"images": {}, "pairs": [{"a": {"text": "t", "image": "x"}, "b": {"text": "t"}}]}, 422, "invalid_request"),
+        ({"images": {}, "pairs": []}, 422, "invalid_request"),
+        ({"images": {"x": "%%%"}, "pairs": [{"a": {"image": "x"}, "b": {"text": "t"}}]}, 400, "invalid_base64"),
+        (
+            {
+                "images": IMAGES,
+                "pairs": [{"a": {"image": "a", "box": {"x1": 500, "y1": 0, "x2": 600, "y2": 9}}, "b": {"text": "t"}}],
+            },
+            422,
+            "box_outside_image",
+        ),
+    ],
+)
+async def test_bad_requests_say_what_is_wrong(clients: ServiceClients, body: dict, status: int, code: str) -> None:
+    response = await clients.similarity.http.post("/v1/cosine", json=body)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code

@@ -1,0 +1,68 @@
+"""Each service started alone as a process: /readyz is 503 while it loads and warms up, then 200."""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from spotdiff.settings import SERVICE_NAMES
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_each_service_serves_alone(tiny_dir: Path) -> None:
+    env = {**os.environ, "SPOTDIFF_TINY_DIR": str(tiny_dir), "SPOTDIFF_PROFILE": "tiny"}
+    ports = {name: free_port() for name in SERVICE_NAMES}
+    processes = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spotdiff.cli",
+                "serve-service",
+                name,
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for name, port in ports.items()
+    }
+    try:
+        readiness: dict[str, list[int]] = {name: [] for name in SERVICE_NAMES}
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not all(200 in codes for codes in readiness.values()):
+            for name, port in ports.items():
+                if 200 in readiness[name]:
+                    continue
+                assert processes[name].poll() is None, processes[name].stderr.read().decode()  # type: ignore[union-attr]
+                with contextlib.suppress(httpx.TransportError):
+                    readiness[name].append(httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code)
+            time.sleep(0.05)
+        for name, port in ports.items():
+            codes = readiness[name]
+            assert codes and codes[0] == 503 and codes[-1] == 200, (name, codes)  # not ready, then ready
+            assert set(codes) <= {200, 503}
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+            assert f'spotdiff_ready{{service="{name}"}} 1.0' in metrics.text
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {"status": "ok"}
+    finally:
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.wait(timeout=30)
