@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -111,8 +110,17 @@ def serve(settings: SimilaritySettings, port: int) -> subprocess.Popen[bytes]:
         "SPOTDIFF_PROFILE": "tiny",
         "SPOTDIFF_SIMILARITY": json.dumps(settings.model_dump(mode="json")),
     }
-    command = [sys.executable, "-m", "spotdiff.cli", "serve-service", "similarity", "--port", str(port),
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "spotdiff.cli",
+        "serve-service",
+        "similarity",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     return subprocess.Popen(command, env=env)
 
 

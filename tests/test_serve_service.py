@@ -1,5 +1,6 @@
 """Each service started alone as a process: /readyz is 503 while it loads and warms up, then 200."""
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from services.similarity.protocol import CosineRequest, Operand, ScorePair
+from spotdiff.clients import SimilarityClient
 from spotdiff.settings import SERVICE_NAMES
 
 
@@ -61,6 +64,10 @@ def test_each_service_serves_alone(tiny_dir: Path) -> None:
             assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
             assert f'spotdiff_ready{{service="{name}"}} 1.0' in metrics.text
             assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json() == {"status": "ok"}
+        # the typed client works over the network as it does in-process
+        request = CosineRequest(pairs=[ScorePair(a=Operand(text="a dog"), b=Operand(text="a dog"))])
+        client = SimilarityClient(f"http://127.0.0.1:{ports['similarity']}")
+        assert asyncio.run(client.cosine(request)).scores[0] > 0.999
     finally:
         for process in processes.values():
             process.terminate()

@@ -15,7 +15,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
-from services.kit.runner import ModelInfo, ModelRunner
+from services.kit.runner import ModelInfo, ModelRunner, model_info
 from spotdiff.settings import CaptioningSettings
 
 if TYPE_CHECKING:
@@ -77,15 +77,12 @@ class CaptioningModel(ModelRunner):
         return answers
 
     def info(self) -> ModelInfo:
-        return ModelInfo(
-            service="captioning",
-            model_id=self.settings.model,
+        return model_info(
+            "captioning",
+            self.settings,
             revision=self.revision,
             dtype=dtype_name(self.dtype),
             device=self.device,
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_ms=self.settings.max_wait_ms,
-            max_queue=self.settings.max_queue,
             extra={
                 "architecture": type(self.model).__name__,
                 "processor": type(self.processor).__name__,

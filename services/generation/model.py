@@ -16,7 +16,7 @@ from PIL import Image
 from transformers.utils import logging as transformers_logging
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
-from services.kit.runner import ModelInfo, ModelRunner
+from services.kit.runner import ModelInfo, ModelRunner, model_info
 from spotdiff.settings import GenerationSettings
 
 if TYPE_CHECKING:
@@ -85,15 +85,12 @@ class GenerationModel(ModelRunner):
         components = {
             name: type(component).__name__ for name, component in self.pipe.components.items() if component is not None
         }
-        return ModelInfo(
-            service="generation",
-            model_id=self.settings.model,
+        return model_info(
+            "generation",
+            self.settings,
             revision=self.revision,
             dtype=dtype_name(self.dtype),
             device=self.device,
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_ms=self.settings.max_wait_ms,
-            max_queue=self.settings.max_queue,
             extra={
                 "components": components,
                 "scheduler": type(self.pipe.scheduler).__name__,

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 from spotdiff.protocol.common import ModelInfo
+from spotdiff.settings import ServiceSettings
 
-__all__ = ["ModelInfo", "ModelRunner"]
+__all__ = ["ModelInfo", "ModelRunner", "model_info"]
+
+
+def model_info(
+    service: str, settings: ServiceSettings, *, revision: str, dtype: str, device: str, extra: dict[str, Any]
+) -> ModelInfo:
+    """`/v1/info` for a service: what its settings say about limits, plus what only the loaded model knows."""
+    return ModelInfo(
+        service=service,
+        model_id=settings.model,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        max_batch_size=settings.max_batch_size,
+        max_wait_ms=settings.max_wait_ms,
+        max_queue=settings.max_queue,
+        extra=extra,
+    )
 
 
 class ModelRunner(ABC):

@@ -12,7 +12,7 @@ from PIL import Image
 from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
 
 from services.kit.placement import resolve_device, revision_of
-from services.kit.runner import ModelInfo, ModelRunner
+from services.kit.runner import ModelInfo, ModelRunner, model_info
 from services.regions.protocol import Proposal
 from spotdiff.protocol.common import Box
 from spotdiff.settings import RegionsSettings
@@ -74,15 +74,12 @@ class RegionsModel(ModelRunner):
         return proposals
 
     def info(self) -> ModelInfo:
-        return ModelInfo(
-            service="regions",
-            model_id=self.settings.model,
+        return model_info(
+            "regions",
+            self.settings,
             revision=self.revision,
             dtype="float32",
             device=self.device,
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_ms=self.settings.max_wait_ms,
-            max_queue=self.settings.max_queue,
             extra={
                 "model_type": self.settings.model_type,
                 "image_size": int(self.sam.image_encoder.img_size),

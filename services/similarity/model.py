@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
-from services.kit.runner import ModelInfo, ModelRunner
+from services.kit.runner import ModelInfo, ModelRunner, model_info
 from spotdiff.settings import SimilaritySettings
 
 if TYPE_CHECKING:
@@ -109,15 +109,12 @@ class SimilarityModel(ModelRunner):
         ]
 
     def info(self) -> ModelInfo:
-        return ModelInfo(
-            service="similarity",
-            model_id=self.settings.model,
+        return model_info(
+            "similarity",
+            self.settings,
             revision=self.revision,
             dtype=dtype_name(self.dtype),
             device=self.device,
-            max_batch_size=self.settings.max_batch_size,
-            max_wait_ms=self.settings.max_wait_ms,
-            max_queue=self.settings.max_queue,
             extra={
                 "pretrained": self.settings.pretrained,
                 "max_items_per_request": self.settings.max_items_per_request,

@@ -1,6 +1,6 @@
 """Pydantic wire models shared by the gateway, workers, services and clients."""
 
-from spotdiff.protocol.common import Box, ImageData, ModelInfo
+from spotdiff.protocol.common import Box, ModelInfo
 from spotdiff.protocol.records import (
     CaptionPair,
     ModelRef,
@@ -15,7 +15,6 @@ from spotdiff.protocol.records import (
 __all__ = [
     "Box",
     "CaptionPair",
-    "ImageData",
     "ModelInfo",
     "ModelRef",
     "Provenance",

@@ -46,12 +46,6 @@ class Box(BaseModel):
         return self.width * self.height
 
 
-class ImageData(BaseModel):
-    """An image inline in JSON: base64 of PNG or JPEG bytes (what the services' codec accepts)."""
-
-    b64: str = Field(min_length=1, description="base64 of PNG or JPEG bytes")
-
-
 class ModelInfo(BaseModel):
     """What `/v1/info` reports: enough to know exactly which model answered."""
 
