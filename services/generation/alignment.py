@@ -1,0 +1,77 @@
+"""Token alignment for Prompt-to-Prompt's *refine* edit (pure Python: no torch, testable alone).
+
+The reference aligns the source and target prompts' token ids globally (Needleman-Wunsch with gap 0, match 1,
+mismatch -1) and maps each target token to the source token it aligns with; a target token with no partner is
+new and keeps its own cross-attention. Ties are broken as the reference breaks them (a gap in the source
+first, then a gap in the target, then the diagonal), because the tie order decides which tokens pair up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+GAP, MATCH, MISMATCH = 0, 1, -1
+_LEFT, _UP, _DIAGONAL = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """For every target position (up to ``max_len``): its source position and whether it takes the source's
+    attention (``alpha`` 1) or keeps its own (``alpha`` 0, a new token)."""
+
+    mapper: list[int]
+    alphas: list[float]
+
+
+def _traceback(source: Sequence[int], target: Sequence[int]) -> list[list[int]]:
+    rows, columns = len(source) + 1, len(target) + 1
+    score = [[0] * columns for _ in range(rows)]
+    trace = [[0] * columns for _ in range(rows)]
+    for j in range(1, columns):
+        score[0][j], trace[0][j] = j * GAP, _LEFT
+    for i in range(1, rows):
+        score[i][0], trace[i][0] = i * GAP, _UP
+    for i in range(1, rows):
+        for j in range(1, columns):
+            left = score[i][j - 1] + GAP
+            up = score[i - 1][j] + GAP
+            diagonal = score[i - 1][j - 1] + (MATCH if source[i - 1] == target[j - 1] else MISMATCH)
+            best = max(left, up, diagonal)
+            score[i][j] = best
+            trace[i][j] = _LEFT if best == left else _UP if best == up else _DIAGONAL
+    return trace
+
+
+def align(source: Sequence[int], target: Sequence[int]) -> list[int]:
+    """For each target token, the index of the source token aligned with it, or -1 for a new token."""
+    trace = _traceback(source, target)
+    mapping: list[int] = []
+    i, j = len(source), len(target)
+    while i > 0 or j > 0:
+        step = trace[i][j]
+        if step == _DIAGONAL:
+            i, j = i - 1, j - 1
+            mapping.append(i)
+        elif step == _LEFT:
+            j -= 1
+            mapping.append(-1)
+        else:
+            i -= 1
+    mapping.reverse()
+    return mapping
+
+
+def refinement(source: Sequence[int], target: Sequence[int], max_len: int = 77) -> Refinement:
+    """The refine edit's mapper and alphas over the text encoder's ``max_len`` positions.
+
+    Positions past the target's tokens (padding) map to themselves and take the source's attention.
+    """
+    if len(source) > max_len or len(target) > max_len:
+        raise ValueError(f"prompts are limited to {max_len} tokens")
+    aligned = align(source, target)
+    mapper = [index if index >= 0 else 0 for index in aligned] + list(range(len(target), max_len))
+    alphas = [0.0 if index < 0 else 1.0 for index in aligned] + [1.0] * (max_len - len(target))
+    # The reference keeps -1 in the mapper for new tokens; its alpha of 0 makes the gathered value unused,
+    # so any valid index serves. 0 keeps the gather in range.
+    return Refinement(mapper=mapper, alphas=alphas)
