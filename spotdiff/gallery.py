@@ -23,7 +23,7 @@ body{font-family:system-ui,sans-serif;margin:24px;background:#fafafa;color:#222}
 .frame{position:relative;width:384px;max-width:45vw}
 .frame img{width:100%;display:block;image-rendering:pixelated}
 .box{position:absolute;border:2px solid #e00;box-sizing:border-box}
-.box span{position:absolute;top:-1.3em;left:0;background:#e00;color:#fff;font-size:11px;padding:0 3px}
+.box span{position:absolute;top:0;left:0;background:#e00;color:#fff;font-size:11px;padding:0 3px}
 .meta{font-size:13px;color:#555}
 .region{font-size:14px;margin:6px 0}
 .reason{color:#a00;font-weight:600}
