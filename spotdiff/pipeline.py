@@ -138,6 +138,17 @@ class PairPipeline:
         models = {info.service: ModelRef(id=info.model_id, revision=info.revision) for info in infos}
         return cls(clients, store, settings, models)
 
+    async def cosine(self, run: PairRun, pairs: list[ScorePair]) -> list[float]:
+        """Scores of ``pairs`` on this pair's two images, in requests of bounded size sent concurrently."""
+        assert run.images_b64 is not None
+        images = {"1": run.images_b64[0], "2": run.images_b64[1]}
+        size = self.config.cosine_pairs_per_request
+        chunks = [pairs[start : start + size] for start in range(0, len(pairs), size)]
+        responses = await asyncio.gather(
+            *(self.clients.similarity.cosine(CosineRequest(images=images, pairs=chunk)) for chunk in chunks)
+        )
+        return [score for response in responses for score in response.scores]
+
     async def run(self, pair: CaptionPair) -> SampleRecord:
         """Every stage in order; a rejection stops the pair with its reason. Transient failures raise `PairFailed`."""
         run = PairRun(pair)
@@ -195,12 +206,7 @@ class PairPipeline:
 
     # stage 2
     async def filter_pair(self, run: PairRun) -> None:
-        assert run.images_b64 is not None
-        request = CosineRequest(
-            images={"1": run.images_b64[0], "2": run.images_b64[1]},
-            pairs=[ScorePair(a=Operand(image="1"), b=Operand(image="2"))],
-        )
-        run.pair_cosine = (await self.clients.similarity.cosine(request)).scores[0]
+        (run.pair_cosine,) = await self.cosine(run, [ScorePair(a=Operand(image="1"), b=Operand(image="2"))])
         decision = pair_window(run.pair_cosine, self.config.pair_cosine_min, self.config.pair_cosine_max)
         if not decision:
             raise _reject(
@@ -226,8 +232,7 @@ class PairPipeline:
             pairs.append(ScorePair(a=Operand(image="1", box=candidate.box), b=Operand(image="2", box=candidate.box)))
             pairs += [ScorePair(a=Operand(image="1", box=candidate.box), b=Operand(text=w)) for w in run.source_objects]
             pairs += [ScorePair(a=Operand(image="2", box=candidate.box), b=Operand(text=w)) for w in run.target_objects]
-        request = CosineRequest(images={"1": run.images_b64[0], "2": run.images_b64[1]}, pairs=pairs)
-        scores = iter((await self.clients.similarity.cosine(request)).scores)
+        scores = iter(await self.cosine(run, pairs))
         areas: list[Area] = []
         reasons: Counter[str] = Counter()
         for candidate in proposals:
@@ -292,8 +297,7 @@ class PairPipeline:
                 ScorePair(a=Operand(image="1", box=label_box), b=Operand(text=area.label_source or "-")),
                 ScorePair(a=Operand(image="2", box=label_box), b=Operand(text=area.label_target or "-")),
             ]
-        request = CosineRequest(images={"1": run.images_b64[0], "2": run.images_b64[1]}, pairs=pairs)
-        scores = (await self.clients.similarity.cosine(request)).scores
+        scores = await self.cosine(run, pairs)
         kept: list[Area] = []
         reasons: Counter[str] = Counter()
         for index, area in enumerate(sized):

@@ -95,6 +95,9 @@ class PipelineSettings(BaseModel):
     label_max_new_tokens: int = 64
     caption_max_new_tokens: int = 128
     concurrency: int = Field(default=8, ge=1, description="pairs in flight at once in a run")
+    cosine_pairs_per_request: int = Field(
+        default=256, ge=1, description="score pairs per similarity request (the service caps operands per request)"
+    )
 
 
 def _tiny_profile(tiny_dir: Path) -> dict[str, Any]:

@@ -86,3 +86,20 @@ async def test_a_strict_threshold_rejects_with_the_numbers(
     assert record.status is SampleStatus.REJECTED and record.rejection is not None
     assert (record.rejection.stage.value, record.rejection.reason) == ("pair_filter", "pair_too_similar")
     assert record.rejection.numbers["pair_cosine"] >= 0.5 and record.image_source is not None
+
+
+async def test_scores_split_over_small_requests_decide_the_same(
+    clients: ServiceClients, settings: Settings, tmp_path: Path
+) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"id": "p", "source": "A dog on the grass", "target": "A cat on the grass", "seed": 3}\n')
+    small = settings.model_copy(
+        update={"pipeline": settings.pipeline.model_copy(update={"cosine_pairs_per_request": 2})}
+    )
+    results = []
+    for index, config in enumerate((settings, small)):
+        await run_embedded(pairs, tmp_path / str(index), config, progress=False, clients=clients)
+        results.append(SampleRecord.model_validate_json((tmp_path / str(index) / "samples.jsonl").read_text()))
+    assert results[0].status is SampleStatus.ACCEPTED
+    assert [r.box for r in results[0].regions] == [r.box for r in results[1].regions]
+    assert results[0].pair_cosine == results[1].pair_cosine
