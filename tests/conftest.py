@@ -32,7 +32,9 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(tiny_dir: Path) -> Settings:
-    return Settings(profile="tiny", tiny_dir=tiny_dir)
+    """The tiny profile; batches wait up to 50 ms so that concurrent test requests share them even on a busy CI."""
+    patient = {"max_wait_ms": 50.0}
+    return Settings(profile="tiny", tiny_dir=tiny_dir, generation=patient, similarity=patient, captioning=patient)
 
 
 @pytest_asyncio.fixture(scope="session")
