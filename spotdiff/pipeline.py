@@ -35,7 +35,7 @@ from spotdiff.imgdiff.areas import (
 from spotdiff.imgdiff.boxes import grown, normalised_box
 from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
-from spotdiff.imgdiff.render import RED_BOX_GROWTH, red_boxed, side_by_side
+from spotdiff.imgdiff.render import RED_BOX_GROWTH, png_bytes, red_boxed, side_by_side
 from spotdiff.protocol import CaptionPair, ModelRef, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
 from spotdiff.settings import Settings
 from spotdiff.storage import ArtifactStore
@@ -65,12 +65,6 @@ class PairFailed(Exception):
 
 def _reject(stage: Stage, reason: str, message: str, numbers: dict[str, Any] | None = None) -> Rejected:
     return Rejected(Rejection(stage=stage, reason=reason, message=message, numbers=numbers or {}))
-
-
-def encode_png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass
@@ -332,8 +326,8 @@ class PairPipeline:
         def render(area: Area) -> tuple[bytes, bytes, str]:
             assert run.images is not None
             left, right = red_boxed(run.images[0], area.candidate.box), red_boxed(run.images[1], area.candidate.box)
-            combined = base64.b64encode(encode_png(side_by_side(left, right))).decode("ascii")
-            return encode_png(left), encode_png(right), combined
+            combined = base64.b64encode(png_bytes(side_by_side(left, right))).decode("ascii")
+            return png_bytes(left), png_bytes(right), combined
 
         rendered = await asyncio.gather(*(asyncio.to_thread(render, area) for area in run.areas))
         captions = await asyncio.gather(

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,17 +138,14 @@ async def run_embedded(
 
     records: list[SampleRecord] = []
     if pairs:
-        if clients is not None:
-            pipeline = await PairPipeline.connect(clients, store, settings)
+        services: AbstractAsyncContextManager[ServiceClients] = (
+            nullcontext(clients) if clients is not None else in_process(settings)
+        )
+        async with services as active:
+            pipeline = await PairPipeline.connect(active, store, settings)
             records = await run_pairs(
                 pairs, pipeline, concurrency=settings.pipeline.concurrency, on_record=write, progress=progress
             )
-        else:
-            async with in_process(settings) as local:
-                pipeline = await PairPipeline.connect(local, store, settings)
-                records = await run_pairs(
-                    pairs, pipeline, concurrency=settings.pipeline.concurrency, on_record=write, progress=progress
-                )
     store.put_text(GALLERY, render_gallery(records, title=f"spotdiff · {pairs_path.name}"))
     accepted = sum(record.status is SampleStatus.ACCEPTED for record in records)
     return RunSummary(out_dir, len(pairs), accepted, len(records) - accepted, errors, time.perf_counter() - started)

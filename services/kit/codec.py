@@ -14,6 +14,7 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 
 from services.kit.errors import ServiceError
+from spotdiff.imgdiff.render import png_bytes
 
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG"})
 # Modes that convert to RGB without guessing a scale; 16/32-bit integer and float images do not.
@@ -55,6 +56,4 @@ def decode_image(b64: str, *, max_pixels: int, field: str = "image") -> Image.Im
 
 def encode_png(image: Image.Image) -> str:
     """Base64 PNG: lossless, so a pair's pixels survive the wire exactly."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(image)).decode("ascii")

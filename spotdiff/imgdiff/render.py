@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from PIL import Image, ImageDraw
 
 from spotdiff.imgdiff.boxes import grown
@@ -26,3 +28,10 @@ def side_by_side(left: Image.Image, right: Image.Image, bar: int = BAR_WIDTH) ->
     canvas.paste(left, (0, 0))
     canvas.paste(right, (left.width + bar, 0))
     return canvas
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """PNG-encoded bytes: lossless, so stored and transmitted pixels are exactly the rendered ones."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
