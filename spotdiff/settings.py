@@ -45,6 +45,9 @@ class GenerationSettings(ServiceSettings):
     width: int = Field(default=1024, ge=64, le=4096)
     num_inference_steps: int = Field(default=50, ge=1, le=500)
     guidance_scale: float = Field(default=7.5, ge=0, le=50)
+    edit: Literal["refine", "replace", "none"] = "refine"
+    cross_replace: float = Field(default=1.0, ge=0, le=1)
+    self_replace: float = Field(default=0.4, ge=0, le=1)
     max_steps: int = Field(default=200, ge=1)
     max_pixels: int = Field(default=2048 * 2048, ge=64 * 64)
 

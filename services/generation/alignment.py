@@ -75,3 +75,51 @@ def refinement(source: Sequence[int], target: Sequence[int], max_len: int = 77) 
     # The reference keeps -1 in the mapper for new tokens; its alpha of 0 makes the gathered value unused,
     # so any valid index serves. 0 keeps the gather in range.
     return Refinement(mapper=mapper, alphas=alphas)
+
+
+def word_token_positions(text: str, token_pieces: Sequence[str], word: str) -> list[int]:
+    """Token positions (BOS = 0) of every occurrence of ``word`` among the space-separated words of ``text``.
+
+    ``token_pieces`` are the prompt's tokens decoded one by one, without BOS and EOS. Pieces are walked
+    against the words by length, as the reference's ``get_word_inds`` does, so a word split into several
+    tokens yields all of its positions.
+    """
+    words = text.split(" ")
+    wanted = {index for index, candidate in enumerate(words) if candidate == word}
+    positions: list[int] = []
+    if not wanted:
+        return positions
+    length, pointer = 0, 0
+    for index, piece in enumerate(token_pieces):
+        length += len(piece)
+        if pointer in wanted:
+            positions.append(index + 1)
+        if pointer < len(words) and length >= len(words[pointer]):
+            pointer, length = pointer + 1, 0
+    return positions
+
+
+def time_word_alphas(
+    num_steps: int,
+    cross_replace: float,
+    word_overrides: Sequence[tuple[Sequence[int], float]] = (),
+    max_len: int = 77,
+) -> list[list[float]]:
+    """Per denoising step (``num_steps + 1`` rows) and token: 1 where cross-attention is replaced.
+
+    Every token is replaced for the first ``cross_replace`` fraction of the steps; a word override gives its
+    token positions their own fraction (the reference's ``cross_replace_steps`` dict).
+    """
+    rows = num_steps + 1
+
+    def window(fraction: float) -> range:
+        return range(0, int(fraction * rows))
+
+    alphas = [[1.0 if step in window(cross_replace) else 0.0 for _ in range(max_len)] for step in range(rows)]
+    for positions, fraction in word_overrides:
+        active = window(fraction)
+        for step in range(rows):
+            for position in positions:
+                if position < max_len:
+                    alphas[step][position] = 1.0 if step in active else 0.0
+    return alphas

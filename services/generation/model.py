@@ -7,20 +7,28 @@ on what it was batched with.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from services.generation.alignment import Refinement, refinement, time_word_alphas, word_token_positions
+from services.generation.api import PairImages, PairJob
+from services.generation.p2p import (
+    ControllerSlot,
+    P2PAttnProcessor,
+    P2PController,
+    PairEdit,
+    self_replace_max_queries,
+)
+from services.generation.protocol import GenerationParams
+from services.kit.errors import ServiceError
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
 from spotdiff.settings import GenerationSettings
 
-if TYPE_CHECKING:
-    from services.generation.api import PairJob
+MAX_TOKENS = 77  # CLIP's context: the length of every cross-attention key sequence
 
 
 diffusers_logging.disable_progress_bar()
@@ -33,22 +41,30 @@ class GenerationModel(ModelRunner):
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.pipe: StableDiffusionXLPipeline | None = None
+        self.slot = ControllerSlot()
         self.revision = "unknown"
 
     def load(self) -> None:
         pipe = StableDiffusionXLPipeline.from_pretrained(self.settings.model, dtype=self.dtype)
         pipe.set_progress_bar_config(disable=True)
+        pipe.unet.set_attn_processor(P2PAttnProcessor(self.slot))
         self.pipe = pipe.to(self.device)
         self.revision = revision_of(self.settings.model)
 
     def warmup(self) -> None:
-        from services.generation.api import PairJob
-        from services.generation.protocol import GenerationParams
-
         params = GenerationParams(
-            height=self.settings.height, width=self.settings.width, num_inference_steps=2, guidance_scale=7.5
+            height=self.settings.height,
+            width=self.settings.width,
+            num_inference_steps=2,
+            guidance_scale=7.5,
+            edit="refine",
+            cross_replace=1.0,
+            cross_replace_words={},
+            self_replace=0.5,
         )
-        self.generate([PairJob("a photo of a dog", "a photo of a cat", 0, params)])
+        (result,) = self.generate([PairJob("a photo of a dog", "a photo of a cat", 0, params)])
+        if isinstance(result, BaseException):
+            raise result
 
     def initial_latents(self, seed: int, height: int, width: int) -> torch.Tensor:
         """The shared starting noise of one pair: the same latent twice."""
@@ -62,23 +78,116 @@ class GenerationModel(ModelRunner):
         noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
         return noise.repeat(2, 1, 1, 1)
 
+    def tokens(self, prompt: str) -> tuple[list[int], bool]:
+        """The prompt's token ids as the pipeline encodes them (77 at most), and whether it was cut."""
+        assert self.pipe is not None
+        tokenizer = self.pipe.tokenizer
+        full: list[int] = tokenizer(prompt).input_ids
+        limit = tokenizer.model_max_length
+        return (
+            full if len(full) <= limit else tokenizer(prompt, truncation=True, max_length=limit).input_ids,
+            len(full) > limit,
+        )
+
+    def pair_edit(self, job: PairJob) -> tuple[PairEdit, list[str]]:
+        """The edit of one pair (token alignment, per-step cross weights, self-replacement steps) and warnings."""
+        assert self.pipe is not None
+        params = job.params
+        source, source_cut = self.tokens(job.source)
+        target, target_cut = self.tokens(job.target)
+        warnings = [
+            f"{side} prompt is over {MAX_TOKENS} tokens and was truncated"
+            for side, cut in (("source", source_cut), ("target", target_cut))
+            if cut
+        ]
+        steps = params.num_inference_steps
+        if params.edit == "none":
+            return PairEdit(torch.zeros(steps + 1, MAX_TOKENS), torch.arange(MAX_TOKENS), 0), warnings
+        if params.edit == "replace":
+            if len(source) != len(target):
+                raise ServiceError(
+                    422,
+                    "replace_needs_equal_tokens",
+                    f"replace swaps words token for token: the source has {len(source)} tokens, the target "
+                    f"{len(target)}; use edit=refine",
+                )
+            aligned = Refinement(mapper=list(range(MAX_TOKENS)), alphas=[1.0] * MAX_TOKENS)
+        else:
+            aligned = refinement(source, target, MAX_TOKENS)
+        pieces = [self.pipe.tokenizer.decode([token]).strip("#") for token in target[1:-1]]
+        overrides = [
+            (word_token_positions(job.target, pieces, word), fraction)
+            for word, fraction in params.cross_replace_words.items()
+        ]
+        schedule = torch.tensor(time_word_alphas(steps, params.cross_replace, overrides, MAX_TOKENS))
+        cross_weights = schedule * torch.tensor(aligned.alphas)[None, :]
+        return PairEdit(cross_weights, torch.tensor(aligned.mapper), int(steps * params.self_replace)), warnings
+
     @torch.inference_mode()
-    def generate(self, jobs: list[PairJob]) -> list[tuple[Image.Image, Image.Image]]:
-        """Generate every pair in one pipeline call; all jobs share their params (the batcher's key)."""
+    def generate(self, jobs: list[PairJob]) -> list[PairImages | BaseException]:
+        """Generate every pair in one pipeline call; all jobs share ``params.batch_key()`` (the batcher's key).
+
+        A job whose edit cannot be built (a 4xx) fails alone; the others still run.
+        """
+        assert self.pipe is not None
+        prepared: list[tuple[PairJob, PairEdit, list[str]]] = []
+        results: dict[int, PairImages | BaseException] = {}
+        for index, job in enumerate(jobs):
+            try:
+                edit, warnings = self.pair_edit(job)
+            except ServiceError as exc:
+                results[index] = exc
+                continue
+            prepared.append((job, edit, warnings))
+        if prepared:
+            try:
+                images = self._run([job for job, _, _ in prepared], [edit for _, edit, _ in prepared])
+            except ServiceError as exc:  # the whole batch stopped (every caller left)
+                images = []
+                for index in range(len(jobs)):
+                    results.setdefault(index, exc)
+            ready = iter(range(len(prepared)))
+            for index in range(len(jobs)):
+                if index not in results:
+                    position = next(ready)
+                    results[index] = PairImages(images[2 * position], images[2 * position + 1], prepared[position][2])
+        return [results[index] for index in range(len(jobs))]
+
+    def _run(self, jobs: list[PairJob], edits: list[PairEdit]) -> list[Image.Image]:
         assert self.pipe is not None
         params = jobs[0].params
-        prompts = [prompt for job in jobs for prompt in (job.source, job.target)]
-        latents = torch.cat([self.initial_latents(job.seed, params.height, params.width) for job in jobs])
-        images = self.pipe(
-            prompt=prompts,
-            height=params.height,
-            width=params.width,
-            num_inference_steps=params.num_inference_steps,
-            guidance_scale=params.guidance_scale,
-            latents=latents.to(self.device, self.dtype),
-            output_type="pil",
-        ).images
-        return [(images[2 * index], images[2 * index + 1]) for index in range(len(jobs))]
+        steps = params.num_inference_steps
+
+        def on_step(step: int) -> None:
+            for job in jobs:
+                if job.on_step is not None:
+                    job.on_step(step, steps)
+
+        controller = P2PController(
+            edits,
+            self_max_queries=self_replace_max_queries(params.width),
+            on_step=on_step,
+            should_stop=lambda: all(job.cancelled() for job in jobs),
+        )
+        plain = all(job.params.edit == "none" for job in jobs)
+        self.slot.controller = None if plain else controller
+        try:
+            latents = torch.cat([self.initial_latents(job.seed, params.height, params.width) for job in jobs])
+            images: list[Image.Image] = self.pipe(
+                prompt=[prompt for job in jobs for prompt in (job.source, job.target)],
+                height=params.height,
+                width=params.width,
+                num_inference_steps=steps,
+                guidance_scale=params.guidance_scale,
+                latents=latents.to(self.device, self.dtype),
+                output_type="pil",
+                callback_on_step_end=controller.step_end,
+            ).images
+        finally:
+            self.slot.controller = None
+        if all(job.cancelled() for job in jobs):
+            raise ServiceError(499, "client_closed_request", "every caller of this batch disconnected")
+        return images
 
     def info(self) -> ModelInfo:
         assert self.pipe is not None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from spotdiff.protocol.records import MAX_CAPTION_CHARS
+
+Edit = Literal["refine", "replace", "none"]
 
 
 class PairRequest(BaseModel):
@@ -19,6 +23,17 @@ class PairRequest(BaseModel):
     width: int | None = Field(default=None, ge=64, le=4096, multiple_of=8)
     num_inference_steps: int | None = Field(default=None, ge=1)
     guidance_scale: float | None = Field(default=None, ge=0, le=50)
+    edit: Edit | None = Field(
+        default=None,
+        description="Prompt-to-Prompt edit: refine (aligned tokens, the reference), replace (word swap, equal "
+        "token counts) or none (both images from the shared latent, no attention edit)",
+    )
+    cross_replace: float | None = Field(default=None, ge=0, le=1, description="fraction of steps with cross edits")
+    cross_replace_words: dict[str, float] | None = Field(
+        default=None, description='per-word fractions for words of the target prompt, e.g. {"confetti": 0.8}'
+    )
+    self_replace: float | None = Field(default=None, ge=0, le=1, description="fraction of steps with self edits")
+    stream: bool = Field(default=False, description="answer with server-sent events: progress, then the result")
 
 
 class GenerationParams(BaseModel):
@@ -30,6 +45,14 @@ class GenerationParams(BaseModel):
     width: int
     num_inference_steps: int
     guidance_scale: float
+    edit: Edit
+    cross_replace: float
+    cross_replace_words: dict[str, float]
+    self_replace: float
+
+    def batch_key(self) -> tuple[int, int, int, float]:
+        """Pairs share a UNet batch when these agree; the edit is per pair."""
+        return (self.height, self.width, self.num_inference_steps, self.guidance_scale)
 
 
 class PairResponse(BaseModel):
@@ -40,3 +63,11 @@ class PairResponse(BaseModel):
     model_id: str
     revision: str
     timings: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list, description="for example a prompt truncated to 77 tokens")
+
+
+class PairProgress(BaseModel):
+    """A streamed progress event: denoising step ``step`` of ``total`` done."""
+
+    step: int
+    total: int

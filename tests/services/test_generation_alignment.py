@@ -1,6 +1,6 @@
 import pytest
 
-from services.generation.alignment import align, refinement
+from services.generation.alignment import align, refinement, time_word_alphas, word_token_positions
 
 BOS, EOS = 49406, 49407
 
@@ -49,3 +49,19 @@ def test_refinement_pads_to_max_len_with_identity() -> None:
 def test_refinement_refuses_over_long_prompts() -> None:
     with pytest.raises(ValueError):
         refinement(list(range(80)), [1, 2], max_len=77)
+
+
+def test_word_positions_follow_multi_token_words() -> None:
+    # "a confetti apple" where "confetti" is two pieces: positions count BOS as 0
+    pieces = ["a", "conf", "etti", "apple"]
+    assert word_token_positions("a confetti apple", pieces, "confetti") == [2, 3]
+    assert word_token_positions("a confetti apple", pieces, "apple") == [4]
+    assert word_token_positions("a confetti apple", pieces, "pear") == []
+
+
+def test_time_word_alphas_default_and_overrides() -> None:
+    alphas = time_word_alphas(4, 0.4, [([2], 0.8)], max_len=4)
+    # 5 rows; default 0.4 -> rows [0, 2); word at position 2 -> rows [0, 4)
+    assert [row[1] for row in alphas] == [1, 1, 0, 0, 0]
+    assert [row[2] for row in alphas] == [1, 1, 1, 1, 0]
+    assert all(value == 1.0 for row in time_word_alphas(50, 1.0) for value in row)

@@ -1,4 +1,5 @@
 import asyncio
+import json
 
 import numpy as np
 import pytest
@@ -84,3 +85,40 @@ async def test_info_lists_components_and_scheduler(clients: ServiceClients) -> N
     assert info.service == "generation" and info.device == "cpu" and info.dtype == "float32"
     assert info.extra["scheduler"] == "EulerDiscreteScheduler"
     assert {"unet", "vae", "text_encoder", "text_encoder_2"} <= set(info.extra["components"])
+
+
+async def test_response_records_the_p2p_settings(clients: ServiceClients) -> None:
+    response = await clients.generation.pair(PairRequest(source=DOG, target=CAT, seed=1, num_inference_steps=2))
+    assert (response.params.edit, response.params.cross_replace, response.params.self_replace) == ("refine", 1.0, 0.4)
+    again = await clients.generation.pair(PairRequest(source=DOG, target=CAT, seed=1, num_inference_steps=2))
+    assert (again.source_image, again.target_image) == (response.source_image, response.target_image)  # byte-identical
+
+
+async def test_a_prompt_over_77_tokens_is_truncated_and_says_so(clients: ServiceClients) -> None:
+    long = "A dog on the grass " + "with a very long tail " * 20
+    response = await clients.generation.pair(PairRequest(source=long, target=CAT, num_inference_steps=2))
+    assert response.warnings == ["source prompt is over 77 tokens and was truncated"]
+
+
+async def test_replace_with_unequal_tokens_is_a_422(clients: ServiceClients) -> None:
+    body = {"source": "a cake", "target": "a confetti apple bread", "edit": "replace", "num_inference_steps": 2}
+    response = await clients.generation.http.post("/v1/pairs", json=body)
+    assert response.status_code == 422 and response.json()["error"]["code"] == "replace_needs_equal_tokens"
+
+
+async def test_progress_streams_as_server_sent_events(clients: ServiceClients) -> None:
+    body = {"source": DOG, "target": CAT, "seed": 3, "num_inference_steps": 4, "stream": True}
+    events: list[tuple[str, dict]] = []
+    async with clients.generation.http.stream("POST", "/v1/pairs", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        async for line in response.aiter_lines():
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((event or "", json.loads(line.removeprefix("data: "))))
+    assert [data["step"] for name, data in events if name == "progress"] == [1, 2, 3, 4]
+    name, result = events[-1]
+    assert name == "result" and result["seed"] == 3
+    plain = await clients.generation.pair(PairRequest(source=DOG, target=CAT, seed=3, num_inference_steps=4))
+    assert result["target_image"] == plain.target_image
