@@ -45,11 +45,14 @@ class GenerationModel(ModelRunner):
         self.revision = "unknown"
 
     def load(self) -> None:
-        pipe = StableDiffusionXLPipeline.from_pretrained(self.settings.model, dtype=self.dtype)
+        self.attach(StableDiffusionXLPipeline.from_pretrained(self.settings.model, dtype=self.dtype))
+        self.revision = revision_of(self.settings.model)
+
+    def attach(self, pipe: StableDiffusionXLPipeline) -> None:
+        """Serve ``pipe``: Prompt-to-Prompt processors in every attention layer, on this model's device."""
         pipe.set_progress_bar_config(disable=True)
         pipe.unet.set_attn_processor(P2PAttnProcessor(self.slot))
         self.pipe = pipe.to(self.device)
-        self.revision = revision_of(self.settings.model)
 
     def warmup(self) -> None:
         params = GenerationParams(

@@ -18,8 +18,9 @@ import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
-from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from services.generation.full_size import sdxl_scheduler
 
 CLIP_VOCAB_SIZE = 49408
 CLIP_CONTEXT_LENGTH = 77
@@ -32,21 +33,6 @@ _N_MERGES = CLIP_VOCAB_SIZE - 2 * 256 - 2
 _TEXT_HIDDEN = 32
 _TEXT_PROJECTION = 32
 _TIME_EMBED_DIM = 8
-
-# SDXL base's scheduler_config.json, restricted to the fields EulerDiscreteScheduler accepts
-# (clip_sample, set_alpha_to_one, skip_prk_steps, sample_max_value are leftovers diffusers ignores).
-SDXL_BASE_SCHEDULER_CONFIG: dict[str, object] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "trained_betas": None,
-    "prediction_type": "epsilon",
-    "interpolation_type": "linear",
-    "use_karras_sigmas": False,
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-}
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -196,7 +182,7 @@ def build_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(**SDXL_BASE_SCHEDULER_CONFIG),
+        scheduler=sdxl_scheduler(),  # type: ignore[arg-type]  # SDXL base's own; diffusers hints an enum
         add_watermarker=False,
     )
     for module in (text_encoder, text_encoder_2, unet, vae):
