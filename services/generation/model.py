@@ -211,6 +211,10 @@ class GenerationModel(ModelRunner):
                     "width": self.settings.width,
                     "num_inference_steps": self.settings.num_inference_steps,
                     "guidance_scale": self.settings.guidance_scale,
+                    "edit": self.settings.edit,
+                    "cross_replace": self.settings.cross_replace,
+                    "self_replace": self.settings.self_replace,
                 },
+                "attention": "prompt-to-prompt, fused scaled_dot_product_attention",
             },
         )
