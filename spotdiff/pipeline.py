@@ -31,6 +31,8 @@ from spotdiff.imgdiff.areas import (
     label_decision,
     pair_window,
     select_areas,
+    text_match_crops,
+    zero_size_decision,
 )
 from spotdiff.imgdiff.boxes import grown, normalised_box
 from spotdiff.imgdiff.objects import changed_objects
@@ -201,7 +203,9 @@ class PairPipeline:
     # stage 2
     async def filter_pair(self, run: PairRun) -> None:
         (run.pair_cosine,) = await self.cosine(run, [ScorePair(a=Operand(image="1"), b=Operand(image="2"))])
-        decision = pair_window(run.pair_cosine, self.config.pair_cosine_min, self.config.pair_cosine_max)
+        decision = pair_window(
+            run.pair_cosine, self.config.pair_cosine_min, self.config.pair_cosine_max, self.config.semantics
+        )
         if not decision:
             raise _reject(
                 Stage.PAIR_FILTER, decision.reason, "the image pair is outside the similarity window", decision.numbers
@@ -214,18 +218,26 @@ class PairPipeline:
         run.proposals = sum(len(response.proposals) for response in found)
         width, height = run.size
         proposals = candidates([p.box for p in found[0].proposals], [p.box for p in found[1].proposals], width, height)
-        if not proposals:
+        if not proposals.found and not proposals.zero_size:
             raise _reject(Stage.PROPOSALS, "no_proposals", "no region was proposed on either image")
-        return proposals
+        crops = zero_size_decision(proposals.zero_size, self.config.semantics)
+        if not crops:
+            raise _reject(Stage.DIFFERENCE_AREAS, crops.reason, "a proposal crops to no pixels", crops.numbers)
+        if not proposals.found:
+            raise _reject(Stage.PROPOSALS, "no_proposals", "every proposal crops to no pixels", crops.numbers)
+        return proposals.found
 
     # stage 4
     async def find_areas(self, run: PairRun, proposals: list[Candidate]) -> None:
         assert run.images_b64 is not None
         pairs: list[ScorePair] = []
+        semantics = self.config.semantics
         for candidate in proposals:
-            pairs.append(ScorePair(a=Operand(image="1", box=candidate.box), b=Operand(image="2", box=candidate.box)))
-            pairs += [ScorePair(a=Operand(image="1", box=candidate.box), b=Operand(text=w)) for w in run.source_objects]
-            pairs += [ScorePair(a=Operand(image="2", box=candidate.box), b=Operand(text=w)) for w in run.target_objects]
+            source_crop, target_crop = (str(side) for side in text_match_crops(candidate, semantics))
+            box = candidate.box
+            pairs.append(ScorePair(a=Operand(image="1", box=box), b=Operand(image="2", box=box)))
+            pairs += [ScorePair(a=Operand(image=source_crop, box=box), b=Operand(text=w)) for w in run.source_objects]
+            pairs += [ScorePair(a=Operand(image=target_crop, box=box), b=Operand(text=w)) for w in run.target_objects]
         scores = iter(await self.cosine(run, pairs))
         areas: list[Area] = []
         reasons: Counter[str] = Counter()
@@ -234,7 +246,12 @@ class PairPipeline:
             text_1 = [next(scores) for _ in run.source_objects]
             text_2 = [next(scores) for _ in run.target_objects]
             decision = area_decision(
-                crop_cosine, text_1, text_2, text_min=self.config.text_match_min, crop_max=self.config.crop_cosine_max
+                crop_cosine,
+                text_1,
+                text_2,
+                text_min=self.config.text_match_min,
+                crop_max=self.config.crop_cosine_max,
+                semantics=semantics,
             )
             reasons[decision.reason] += 1
             if decision:
@@ -244,6 +261,7 @@ class PairPipeline:
             [area.candidate.box for area in areas],
             iou_threshold=self.config.nms_iou,
             max_boxes=self.config.max_boxes,
+            semantics=semantics,
         )
         run.areas = [areas[index] for index in kept]
         if not run.areas:

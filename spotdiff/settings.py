@@ -85,6 +85,9 @@ class CaptioningSettings(ServiceSettings):
 class PipelineSettings(BaseModel):
     """The Img-Diff decisions; reference (ORIG) values by default."""
 
+    semantics: Literal["orig", "dj"] = Field(
+        default="orig", description="which reference variant's rules (spotdiff/imgdiff/areas.py names each)"
+    )
     pair_cosine_min: float = Field(default=0.9, description="keep the pair if min < cos < max")
     pair_cosine_max: float = 0.98
     text_match_min: float = Field(default=0.35, description="a crop matches a changed object above this")

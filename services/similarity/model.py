@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import open_clip
@@ -21,10 +20,10 @@ FORWARD_CHUNK = 256  # the reference scores crops 256 at a time
 
 
 def crop(image: Image.Image, box: list[float]) -> Image.Image:
-    """The pixels of ``box`` (xyxy, float), at least one pixel, clamped to the image."""
-    x1, y1, x2, y2 = box
-    left, top = min(int(x1), image.width - 1), min(int(y1), image.height - 1)
-    right, bottom = max(min(math.ceil(x2), image.width), left + 1), max(min(math.ceil(y2), image.height), top + 1)
+    """The pixels of ``box`` with coordinates truncated to integers, as the reference crops (at least 1 px)."""
+    x1, y1, x2, y2 = (int(value) for value in box)
+    left, top = min(max(x1, 0), image.width - 1), min(max(y1, 0), image.height - 1)
+    right, bottom = max(min(x2, image.width), left + 1), max(min(y2, image.height), top + 1)
     return image.crop((left, top, right, bottom))
 
 

@@ -1,12 +1,27 @@
 """Difference areas (stages 2-4): the pair window, two-way crop candidates, the per-box test, NMS and cap.
 
-ORIG semantics (`generate_bbox.py`): a box is kept when a crop matches a changed object above the text
-threshold (OR over the two images) and the crop pair's cosine is below the difference threshold; survivors go
-through NMS from the most different, at most ``max_boxes`` of them.
+Two reference variants disagree; ``semantics`` picks one (``orig``, `generate_bbox.py`, is the default;
+``dj`` is Data-Juicer's operators) and every difference is named here (docs/semantics.md lists them all):
+
+- pair window: ORIG rounds the cosine to 3 decimals and keeps ``min < cos < max``; DJ keeps
+  ``min <= cos <= max``.
+- text match, which crops: ORIG scores the box's own image's crop against the source objects and the other
+  image's crop against the target objects, so for an image-2 box image 2 meets the source objects, as the
+  reference does; DJ scores image 1's crop against the source objects and image 2's against the target's.
+- text match, rule: ORIG keeps a box with any score ``> min`` on either side (OR); DJ needs some score
+  ``>= min`` on both sides (AND), so an empty object list passes nothing.
+- crop pair differs: ORIG ``cos < max``; DJ ``0 <= cos <= max``.
+- a crop of zero pixels: ORIG drops the whole pair (the reference's CLIP processor fails on it); DJ drops
+  the box.
+- NMS order: ORIG most different (lowest crop cosine) first, ties in input order; DJ input order.
+- cap: ORIG keeps at most ``max_boxes``; DJ has none.
+
+Both use IoU on +1-pixel areas and keep a box whose IoU with every kept box is ``<= nms_iou``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -15,17 +30,21 @@ from spotdiff.imgdiff.boxes import clipped, nms
 from spotdiff.imgdiff.decision import Decision
 from spotdiff.protocol.common import Box
 
+Semantics = Literal["orig", "dj"]
+ImageSide = Literal[1, 2]
 
-def pair_window(cosine: float, low: float, high: float) -> Decision:
-    """Keep a pair whose images are alike but not identical: ``low < cos < high`` (open on both ends).
 
-    The cosine is rounded to 3 decimals first, as the reference's ``cos_filter.py`` stores it.
-    """
-    cosine = round(cosine, 3)
-    numbers = {"pair_cosine": cosine, "min": low, "max": high}
-    if cosine <= low:
+def pair_window(cosine: float, low: float, high: float, semantics: Semantics = "orig") -> Decision:
+    """Keep a pair whose images are alike but not identical."""
+    if semantics == "orig":
+        cosine = round(cosine, 3)  # as the reference's cos_filter.py stores it
+        too_different, too_similar = cosine <= low, cosine >= high
+    else:
+        too_different, too_similar = cosine < low, cosine > high
+    numbers = {"pair_cosine": cosine, "min": low, "max": high, "semantics": semantics}
+    if too_different:
         return Decision(False, "pair_too_different", numbers)
-    if cosine >= high:
+    if too_similar:
         return Decision(False, "pair_too_similar", numbers)
     return Decision(True, "pair_in_window", numbers)
 
@@ -35,46 +54,93 @@ class Candidate:
     """A proposal of one image, to be cropped from both images at the same place."""
 
     box: Box
-    source_image: Literal[1, 2]
+    source_image: ImageSide
 
 
-def candidates(proposals_1: Sequence[Box], proposals_2: Sequence[Box], width: int, height: int) -> list[Candidate]:
-    """Image 1's boxes then image 2's, clipped to the image; boxes with nothing inside are dropped."""
+def crop_box(box: Box) -> Box | None:
+    """The pixels a crop takes: coordinates truncated to integers as the reference does (None if empty)."""
+    x1, y1, x2, y2 = (math.floor(value) for value in box.as_list())
+    if x2 <= x1 or y2 <= y1:
+        return None
+    return Box(x1=x1, y1=y1, x2=x2, y2=y2)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    found: list[Candidate]
+    zero_size: int = 0
+
+
+def candidates(proposals_1: Sequence[Box], proposals_2: Sequence[Box], width: int, height: int) -> Candidates:
+    """Image 1's boxes then image 2's, clipped to the image; boxes with no whole pixel inside are counted apart."""
     found: list[Candidate] = []
-    for source_image, boxes in ((1, proposals_1), (2, proposals_2)):
+    zero_size = 0
+    sides: tuple[tuple[ImageSide, Sequence[Box]], ...] = ((1, proposals_1), (2, proposals_2))
+    for source_image, boxes in sides:
         for box in boxes:
             inside = clipped(box, width, height)
-            if inside is not None:
-                found.append(Candidate(inside, source_image))  # type: ignore[arg-type]
-    return found
+            if inside is None or crop_box(inside) is None:
+                zero_size += 1
+            else:
+                found.append(Candidate(inside, source_image))
+    return Candidates(found, zero_size)
+
+
+def zero_size_decision(zero_size: int, semantics: Semantics) -> Decision:
+    """ORIG drops the whole pair when any crop is empty; DJ only drops the box."""
+    if zero_size and semantics == "orig":
+        return Decision(False, "zero_size_crop", {"zero_size_boxes": zero_size})
+    return Decision(True, "crops_have_pixels", {"zero_size_boxes": zero_size})
+
+
+def text_match_crops(candidate: Candidate, semantics: Semantics) -> tuple[ImageSide, ImageSide]:
+    """Which image's crop is scored against the source objects, and which against the target objects."""
+    if semantics == "dj":
+        return 1, 2
+    other: ImageSide = 2 if candidate.source_image == 1 else 1
+    return candidate.source_image, other
 
 
 def area_decision(
     crop_cosine: float,
-    text_scores_1: Sequence[float],
-    text_scores_2: Sequence[float],
+    source_scores: Sequence[float],
+    target_scores: Sequence[float],
     *,
     text_min: float,
     crop_max: float,
+    semantics: Semantics = "orig",
 ) -> Decision:
     """One candidate: does a crop show a changed object, and do its two crops differ?
 
-    ``text_scores_1`` are image 1's crop against the source objects, ``text_scores_2`` image 2's crop against
-    the target objects.
+    ``source_scores`` are the scores of the crop chosen by `text_match_crops` against each source object,
+    ``target_scores`` the other crop against each target object.
     """
-    best = max([*text_scores_1, *text_scores_2], default=float("-inf"))
+    best = max([*source_scores, *target_scores], default=float("-inf"))
     numbers = {"crop_cosine": crop_cosine, "text_match": best, "text_min": text_min, "crop_max": crop_max}
-    if not any(score > text_min for score in text_scores_1) and not any(score > text_min for score in text_scores_2):
+    if semantics == "orig":
+        text_ok = any(s > text_min for s in source_scores) or any(s > text_min for s in target_scores)
+        crops_differ = crop_cosine < crop_max
+    else:
+        text_ok = any(s >= text_min for s in source_scores) and any(s >= text_min for s in target_scores)
+        crops_differ = 0 <= crop_cosine <= crop_max
+    if not text_ok:
         return Decision(False, "no_text_match", numbers)
-    if crop_cosine >= crop_max:
+    if not crops_differ:
         return Decision(False, "crops_alike", numbers)
     return Decision(True, "difference_area", numbers)
 
 
 def select_areas(
-    crop_cosines: Sequence[float], boxes: Sequence[Box], *, iou_threshold: float, max_boxes: int
+    crop_cosines: Sequence[float],
+    boxes: Sequence[Box],
+    *,
+    iou_threshold: float,
+    max_boxes: int,
+    semantics: Semantics = "orig",
 ) -> list[int]:
-    """Indices of the kept boxes: most different first, overlaps removed, at most ``max_boxes``."""
+    """Indices of the kept boxes after NMS (and, for ORIG, most different first and at most ``max_boxes``)."""
+    if semantics == "dj":
+        return nms(list(boxes), iou_threshold)
     order = sorted(range(len(boxes)), key=lambda index: crop_cosines[index])
     kept = nms([boxes[index] for index in order], iou_threshold)
     return [order[position] for position in kept][:max_boxes]

@@ -1,51 +1,136 @@
+"""Each decision step of the difference-area stage, in both semantics, on hand-computed cases."""
+
+import pytest
+
 from spotdiff.imgdiff.areas import (
+    Candidate,
     area_decision,
     candidates,
+    crop_box,
     label_box_decision,
     label_decision,
     pair_window,
     select_areas,
+    text_match_crops,
+    zero_size_decision,
 )
 from spotdiff.protocol import Box
 
 
-def test_pair_window_is_open_on_both_ends_after_rounding() -> None:
-    assert pair_window(0.95, 0.9, 0.98).keep
-    assert pair_window(0.9, 0.9, 0.98).reason == "pair_too_different"
-    assert pair_window(0.98, 0.9, 0.98).reason == "pair_too_similar"
-    too_similar = pair_window(0.97951, 0.9, 0.98)  # rounds to 0.98, as the reference stores it
-    assert not too_similar.keep and too_similar.numbers["pair_cosine"] == 0.98
+def box(*xyxy: float) -> Box:
+    return Box.from_list(list(xyxy))
 
 
-def test_candidates_are_image_one_boxes_then_image_two_boxes_clipped() -> None:
-    found = candidates(
-        [Box.from_list([0, 0, 10, 10])], [Box.from_list([5, 5, 500, 20]), Box.from_list([300, 300, 400, 400])], 100, 100
-    )
-    assert [(c.source_image, c.box.as_list()) for c in found] == [(1, [0, 0, 10, 10]), (2, [5, 5, 100, 20])]
+class TestPairWindow:
+    def test_orig_is_open_after_rounding_to_3_decimals(self) -> None:
+        assert pair_window(0.95, 0.9, 0.98).keep
+        assert pair_window(0.9, 0.9, 0.98).reason == "pair_too_different"
+        assert pair_window(0.98, 0.9, 0.98).reason == "pair_too_similar"
+        rounded = pair_window(0.97951, 0.9, 0.98)  # 0.980 after rounding
+        assert not rounded.keep and rounded.numbers["pair_cosine"] == 0.98
+        assert pair_window(0.90049, 0.9, 0.98).reason == "pair_too_different"  # 0.900
+
+    def test_dj_is_closed_and_unrounded(self) -> None:
+        assert pair_window(0.9, 0.9, 0.99, "dj").keep
+        assert pair_window(0.99, 0.9, 0.99, "dj").keep
+        assert pair_window(0.99001, 0.9, 0.99, "dj").reason == "pair_too_similar"
+        assert pair_window(0.97951, 0.9, 0.98, "dj").keep  # no rounding: 0.97951 <= 0.98
 
 
-def test_area_needs_a_text_match_on_either_side_and_different_crops() -> None:
-    kept = area_decision(0.5, [0.1, 0.4], [], text_min=0.35, crop_max=0.85)
-    assert kept.keep and kept.numbers["text_match"] == 0.4
-    assert area_decision(0.5, [0.1], [0.36], text_min=0.35, crop_max=0.85).keep  # OR over the two images
-    assert area_decision(0.5, [0.35], [0.2], text_min=0.35, crop_max=0.85).reason == "no_text_match"
-    assert area_decision(0.85, [0.9], [0.9], text_min=0.35, crop_max=0.85).reason == "crops_alike"
-    assert area_decision(0.5, [], [], text_min=0.35, crop_max=0.85).reason == "no_text_match"
+class TestCandidates:
+    def test_image_one_boxes_then_image_two_boxes_clipped_at_the_border(self) -> None:
+        found = candidates([box(0, 0, 10, 10)], [box(5, 5, 500, 20), box(90, 95, 130, 140)], 100, 100)
+        assert [(c.source_image, c.box.as_list()) for c in found.found] == [
+            (1, [0, 0, 10, 10]),
+            (2, [5, 5, 100, 20]),
+            (2, [90, 95, 100, 100]),
+        ]
+        assert found.zero_size == 0
+
+    def test_boxes_without_a_whole_pixel_are_counted(self) -> None:
+        found = candidates([box(10.2, 10, 10.9, 20)], [box(200, 200, 300, 300)], 100, 100)
+        assert found.found == [] and found.zero_size == 2
+
+    def test_no_proposals(self) -> None:
+        assert candidates([], [], 64, 64).found == []
+
+    def test_crops_truncate_coordinates(self) -> None:
+        assert crop_box(box(1.7, 2.2, 9.9, 3.5)) == box(1, 2, 9, 3)
+        assert crop_box(box(4.1, 0, 4.9, 10)) is None
+
+    def test_zero_size_drops_the_pair_in_orig_only(self) -> None:
+        assert zero_size_decision(1, "orig").reason == "zero_size_crop"
+        assert zero_size_decision(1, "dj").keep
+        assert zero_size_decision(0, "orig").keep
 
 
-def test_select_areas_prefers_the_most_different_and_caps() -> None:
-    boxes = [Box.from_list([0, 0, 10, 10]), Box.from_list([1, 1, 10, 10]), Box.from_list([50, 50, 60, 60])]
-    # box 1 is more different than box 0 and overlaps it: box 1 wins
-    assert select_areas([0.8, 0.2, 0.5], boxes, iou_threshold=0.5, max_boxes=10) == [1, 2]
-    assert select_areas([0.8, 0.2, 0.5], boxes, iou_threshold=0.5, max_boxes=1) == [1]
+class TestTextMatchCrops:
+    def test_orig_pairs_the_boxs_own_image_with_the_source_objects(self) -> None:
+        assert text_match_crops(Candidate(box(0, 0, 5, 5), 1), "orig") == (1, 2)
+        assert text_match_crops(Candidate(box(0, 0, 5, 5), 2), "orig") == (2, 1)  # the reference's pairing
+
+    def test_dj_always_pairs_image_one_with_the_source_objects(self) -> None:
+        assert text_match_crops(Candidate(box(0, 0, 5, 5), 2), "dj") == (1, 2)
+
+
+class TestAreaDecision:
+    def test_orig_needs_one_side_strictly_above(self) -> None:
+        kept = area_decision(0.5, [0.1, 0.4], [], text_min=0.35, crop_max=0.85)
+        assert kept.keep and kept.numbers["text_match"] == 0.4
+        assert area_decision(0.5, [0.1], [0.36], text_min=0.35, crop_max=0.85).keep
+        assert area_decision(0.5, [0.35], [0.35], text_min=0.35, crop_max=0.85).reason == "no_text_match"  # tie
+        assert area_decision(0.5, [], [], text_min=0.35, crop_max=0.85).reason == "no_text_match"
+
+    def test_orig_crops_must_be_strictly_below(self) -> None:
+        assert area_decision(0.85, [0.9], [0.9], text_min=0.35, crop_max=0.85).reason == "crops_alike"  # tie
+        assert area_decision(0.8499, [0.9], [], text_min=0.35, crop_max=0.85).keep
+        assert area_decision(-0.2, [0.9], [], text_min=0.35, crop_max=0.85).keep
+
+    def test_dj_needs_both_sides_at_or_above(self) -> None:
+        assert area_decision(0.5, [0.4], [0.4], text_min=0.4, crop_max=0.85, semantics="dj").keep  # ties pass
+        assert area_decision(0.5, [0.9], [0.39], text_min=0.4, crop_max=0.85, semantics="dj").reason == "no_text_match"
+        assert area_decision(0.5, [0.9], [], text_min=0.4, crop_max=0.85, semantics="dj").reason == "no_text_match"
+
+    def test_dj_crop_window_is_closed_from_zero(self) -> None:
+        assert area_decision(0.85, [0.9], [0.9], text_min=0.4, crop_max=0.85, semantics="dj").keep
+        assert area_decision(-0.01, [0.9], [0.9], text_min=0.4, crop_max=0.85, semantics="dj").reason == "crops_alike"
+
+
+class TestSelectAreas:
+    boxes = (box(0, 0, 10, 10), box(1, 1, 10, 10), box(50, 50, 60, 60))
+
+    def test_orig_prefers_the_most_different_then_caps(self) -> None:
+        # box 1 is more different than box 0 and overlaps it (IoU 100/121 > 0.5): box 1 wins
+        assert select_areas([0.8, 0.2, 0.5], self.boxes, iou_threshold=0.5, max_boxes=10) == [1, 2]
+        assert select_areas([0.8, 0.2, 0.5], self.boxes, iou_threshold=0.5, max_boxes=1) == [1]
+
+    def test_orig_ties_keep_input_order(self) -> None:
+        assert select_areas([0.5, 0.5, 0.5], self.boxes, iou_threshold=0.5, max_boxes=10) == [0, 2]
+
+    def test_dj_keeps_input_order_and_no_cap(self) -> None:
+        assert select_areas([0.8, 0.2, 0.5], self.boxes, iou_threshold=0.5, max_boxes=1, semantics="dj") == [0, 2]
+
+    def test_iou_exactly_at_the_threshold_is_kept(self) -> None:
+        # 10x10 pixels (0..9) and the half 0..4 x 0..9 overlap in 50 of 100 + 50 - 50 = 100: IoU 0.5
+        pair = [box(0, 0, 9, 9), box(0, 0, 4, 9)]
+        assert select_areas([0.1, 0.2], pair, iou_threshold=0.5, max_boxes=10) == [0, 1]
+
+    def test_nothing_to_select(self) -> None:
+        assert select_areas([], [], iou_threshold=0.5, max_boxes=10) == []
 
 
 def test_small_boxes_are_not_labelled() -> None:
-    assert not label_box_decision(Box.from_list([0, 0, 10, 10]), 1024, 1024, min_area_fraction=1 / 400).keep
-    assert label_box_decision(Box.from_list([0, 0, 60, 60]), 1024, 1024, min_area_fraction=1 / 400).keep
+    assert not label_box_decision(box(0, 0, 10, 10), 1024, 1024, min_area_fraction=1 / 400).keep
+    assert label_box_decision(box(0, 0, 60, 60), 1024, 1024, min_area_fraction=1 / 400).keep
 
 
 def test_labels_must_differ_and_match_their_crops() -> None:
     assert label_decision(0.5, 0.4, 0.4, cosine_max=0.85, match_min=0.35).keep
     assert label_decision(0.9, 0.4, 0.4, cosine_max=0.85, match_min=0.35).reason == "labels_alike"
     assert label_decision(0.5, 0.4, 0.3, cosine_max=0.85, match_min=0.35).reason == "label_does_not_match_crop"
+
+
+@pytest.mark.parametrize("semantics", ["orig", "dj"])
+def test_every_decision_names_its_numbers(semantics: str) -> None:
+    decision = area_decision(0.9, [0.1], [0.2], text_min=0.35, crop_max=0.85, semantics=semantics)  # type: ignore[arg-type]
+    assert set(decision.numbers) >= {"crop_cosine", "text_match", "text_min", "crop_max"}

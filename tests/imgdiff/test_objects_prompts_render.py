@@ -17,6 +17,18 @@ def test_changed_objects_of_the_reference_example() -> None:
 
 def test_plurals_fold_and_identical_words_vanish() -> None:
     assert changed_objects("Two dogs on a bench", "Two dog on a sofa") == (["bench"], ["sofa"])
+    assert changed_objects("Three cats", "Three puppies") == (["cat"], ["puppy"])
+
+
+def test_only_nouns_are_objects() -> None:
+    # articles, verbs' -ing forms and adjective-only words ("wooden") are not objects; "red" also reads as a
+    # noun, so it counts (a documented difference from NLTK's tagger)
+    assert changed_objects("A red apple on a wooden table", "An orange on a metal table") == (
+        ["red", "apple"],
+        ["orange", "metal"],
+    )
+    assert changed_objects("A bird flying", "A bird sitting") == ([], [])
+    assert changed_objects("A teddy on a bed", "A football on a bed") == (["teddy"], ["football"])  # unknown word
 
 
 def test_prompts_are_verbatim() -> None:
