@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from services.captioning.protocol import CaptionRequest, CaptionResponse
 from services.generation.protocol import PairRequest, PairResponse
-from services.regions.protocol import ProposeRequest, ProposeResponse
+from services.regions.protocol import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
 from services.similarity.protocol import CosineRequest, CosineResponse
 from spotdiff.protocol.common import ModelInfo
 
@@ -148,6 +148,9 @@ class RegionsClient(ServiceClient):
 
     async def proposals(self, image_b64: str) -> ProposeResponse:
         return await self._post("/v1/proposals", ProposeRequest(image=image_b64), ProposeResponse)
+
+    async def prompted(self, request: PromptedRequest) -> PromptedResponse:
+        return await self._post("/v1/prompted", request, PromptedResponse)
 
 
 class CaptioningClient(ServiceClient):

@@ -21,6 +21,7 @@ from PIL import Image
 import spotdiff
 from services.captioning.protocol import CaptionRequest
 from services.generation.protocol import GenerationParams, PairRequest
+from services.regions.protocol import Prompt, PromptedRequest
 from services.similarity.protocol import CosineRequest, Operand, ScorePair
 from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.imgdiff.areas import (
@@ -36,6 +37,7 @@ from spotdiff.imgdiff.areas import (
 )
 from spotdiff.imgdiff.boxes import grown, normalised_box
 from spotdiff.imgdiff.objects import changed_objects
+from spotdiff.imgdiff.prior import prior_boxes
 from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
 from spotdiff.imgdiff.render import RED_BOX_GROWTH, png_bytes, red_boxed, side_by_side
 from spotdiff.protocol import CaptionPair, ModelRef, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
@@ -213,11 +215,32 @@ class PairPipeline:
 
     # stage 3
     async def propose(self, run: PairRun) -> list[Candidate]:
-        assert run.images_b64 is not None
-        found = await asyncio.gather(*(self.clients.regions.proposals(image) for image in run.images_b64))
-        run.proposals = sum(len(response.proposals) for response in found)
+        assert run.images_b64 is not None and run.images is not None
         width, height = run.size
-        proposals = candidates([p.box for p in found[0].proposals], [p.box for p in found[1].proposals], width, height)
+        mode = self.config.proposals
+        if mode == "amg":
+            found = await asyncio.gather(*(self.clients.regions.proposals(image) for image in run.images_b64))
+            boxes_1, boxes_2 = [p.box for p in found[0].proposals], [p.box for p in found[1].proposals]
+        else:
+            images = run.images
+            priors = await asyncio.to_thread(
+                prior_boxes, images[0], images[1], block=self.config.prior_block, max_boxes=self.config.prior_max_boxes
+            )
+            if not priors:
+                raise _reject(Stage.PROPOSALS, "no_change_found", "the change map shows no region that changed")
+            if mode == "prior":
+                boxes_1, boxes_2 = [prior.box for prior in priors], []
+            else:
+                prompts = [Prompt(box=prior.box) for prior in priors]
+                answers = await asyncio.gather(
+                    *(
+                        self.clients.regions.prompted(PromptedRequest(image=image, prompts=prompts))
+                        for image in run.images_b64
+                    )
+                )
+                boxes_1, boxes_2 = ([region.box for region in answer.regions if region.box] for answer in answers)
+        run.proposals = len(boxes_1) + len(boxes_2)
+        proposals = candidates(boxes_1, boxes_2, width, height)
         if not proposals.found and not proposals.zero_size:
             raise _reject(Stage.PROPOSALS, "no_proposals", "no region was proposed on either image")
         crops = zero_size_decision(proposals.zero_size, self.config.semantics)

@@ -88,6 +88,13 @@ class PipelineSettings(BaseModel):
     semantics: Literal["orig", "dj"] = Field(
         default="orig", description="which reference variant's rules (spotdiff/imgdiff/areas.py names each)"
     )
+    proposals: Literal["amg", "prior", "prior_sam"] = Field(
+        default="amg",
+        description="amg: SAM's automatic masks on both images (the reference); prior: the weight-free change "
+        "map's boxes; prior_sam: the change map's boxes as SAM box prompts on both images",
+    )
+    prior_block: int = Field(default=8, ge=1, description="change-map block size in pixels")
+    prior_max_boxes: int = Field(default=10, ge=1)
     pair_cosine_min: float = Field(default=0.9, description="keep the pair if min < cos < max")
     pair_cosine_max: float = 0.98
     text_match_min: float = Field(default=0.35, description="a crop matches a changed object above this")

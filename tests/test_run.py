@@ -4,6 +4,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from spotdiff.clients import ServiceClients
@@ -103,3 +104,17 @@ async def test_scores_split_over_small_requests_decide_the_same(
     assert results[0].status is SampleStatus.ACCEPTED
     assert [r.box for r in results[0].regions] == [r.box for r in results[1].regions]
     assert results[0].pair_cosine == results[1].pair_cosine
+
+
+@pytest.mark.parametrize("mode", ["prior", "prior_sam"])
+async def test_weight_free_proposals_run_end_to_end(
+    clients: ServiceClients, settings: Settings, tmp_path: Path, mode: str
+) -> None:
+    config = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update={"proposals": mode})})
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"id": "p", "source": "A dog on the grass", "target": "A cat on the grass", "seed": 3}\n')
+    await run_embedded(pairs, tmp_path / "out", config, progress=False, clients=clients)
+    record = SampleRecord.model_validate_json((tmp_path / "out" / "samples.jsonl").read_text())
+    assert record.proposals is not None and record.proposals > 0
+    assert record.status is SampleStatus.ACCEPTED, record.rejection
+    assert all(region.box.x2 <= 128 and region.box.y2 <= 128 for region in record.regions)

@@ -1,35 +1,45 @@
-"""segment-anything automatic masks, reduced to boxes.
+"""segment-anything: automatic-mask proposals and prompted masks, reduced to boxes (masks on request).
 
 The checkpoint loads through ``sam_model_registry[model_type](checkpoint=...)`` for the real ViT-H/L/B and
-for the tiny model alike (it registers its own model type).
+for the tiny model alike (it registers its own model type). ``SamPredictor`` is stateful (``set_image``, then
+``predict``), so the service keeps one and uses it from its single model thread.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 from PIL import Image
-from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
+from segment_anything.utils.amg import mask_to_rle_pytorch
 
 from services.kit.placement import resolve_device, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
-from services.regions.protocol import Proposal
+from services.regions.protocol import AmgOptions, Mask, PromptedRegion, Proposal
 from spotdiff.protocol.common import Box
 from spotdiff.settings import RegionsSettings
 
-AMG_PARAMETERS = (
-    "points_per_side",
-    "points_per_batch",
-    "pred_iou_thresh",
-    "stability_score_thresh",
-    "stability_score_offset",
-    "box_nms_thresh",
-    "crop_n_layers",
-    "crop_nms_thresh",
-    "crop_overlap_ratio",
-    "crop_n_points_downscale_factor",
-    "min_mask_region_area",
-)
+if TYPE_CHECKING:
+    from services.regions.api import PromptedJob, ProposeJob
+
+AMG_PARAMETERS = tuple(AmgOptions.model_fields)
+
+
+def rle(mask: np.ndarray) -> Mask:
+    encoded = mask_to_rle_pytorch(torch.from_numpy(mask[None]))[0]
+    return Mask(size=[int(v) for v in encoded["size"]], counts=[int(v) for v in encoded["counts"]])
+
+
+def mask_box(mask: np.ndarray) -> Box | None:
+    """The extent of a binary mask as an xyxy box (pixel edges), or None when it is empty."""
+    rows, cols = np.any(mask, axis=1), np.any(mask, axis=0)
+    if not rows.any():
+        return None
+    top, bottom = np.nonzero(rows)[0][[0, -1]]
+    left, right = np.nonzero(cols)[0][[0, -1]]
+    return Box(x1=float(left), y1=float(top), x2=float(right + 1), y2=float(bottom + 1))
 
 
 class RegionsModel(ModelRunner):
@@ -37,6 +47,7 @@ class RegionsModel(ModelRunner):
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.revision = "unknown"
+        self._generators: dict[AmgOptions, SamAutomaticMaskGenerator] = {}
 
     def load(self) -> None:
         from services.regions.tiny import register
@@ -44,22 +55,35 @@ class RegionsModel(ModelRunner):
         register()
         sam = sam_model_registry[self.settings.model_type](checkpoint=self.settings.model)
         self.sam = sam.to(self.device).eval()
-        self.generator = SamAutomaticMaskGenerator(
-            self.sam, **{name: getattr(self.settings, name) for name in AMG_PARAMETERS}
-        )
+        self.predictor = SamPredictor(self.sam)
         self.revision = revision_of(self.settings.model)
 
+    def amg_parameters(self, options: AmgOptions) -> dict[str, Any]:
+        chosen = options.model_dump(exclude_none=True)
+        return {name: chosen.get(name, getattr(self.settings, name)) for name in AMG_PARAMETERS}
+
+    def generator(self, options: AmgOptions) -> SamAutomaticMaskGenerator:
+        """One mask generator per distinct set of options (they share the model)."""
+        if options not in self._generators:
+            self._generators[options] = SamAutomaticMaskGenerator(self.sam, **self.amg_parameters(options))
+        return self._generators[options]
+
     def warmup(self) -> None:
-        self.propose([Image.new("RGB", (64, 64), (90, 140, 60))])
+        from services.regions.api import PromptedJob, ProposeJob
+        from services.regions.protocol import Prompt
+
+        image = Image.new("RGB", (64, 64), (90, 140, 60))
+        self.propose([ProposeJob(image, AmgOptions(), False)])
+        self.prompted([PromptedJob(image, [Prompt(box=Box(x1=8, y1=8, x2=40, y2=40))], True, False)])
 
     @torch.inference_mode()
-    def propose(self, images: list[Image.Image]) -> list[list[Proposal]]:
+    def propose(self, jobs: list[ProposeJob]) -> list[list[Proposal]]:
         """Automatic-mask proposals of each image, as boxes, in the generator's order."""
-        return [self._propose_one(image) for image in images]
+        return [self._propose_one(job) for job in jobs]
 
-    def _propose_one(self, image: Image.Image) -> list[Proposal]:
+    def _propose_one(self, job: ProposeJob) -> list[Proposal]:
         proposals = []
-        for mask in self.generator.generate(np.asarray(image)):
+        for mask in self.generator(job.options).generate(np.asarray(job.image)):
             x, y, w, h = (float(value) for value in mask["bbox"])
             if w < 1 or h < 1:
                 continue
@@ -69,9 +93,41 @@ class RegionsModel(ModelRunner):
                     area=int(mask["area"]),
                     predicted_iou=float(mask["predicted_iou"]),
                     stability_score=float(mask["stability_score"]),
+                    mask=rle(mask["segmentation"]) if job.return_masks else None,
                 )
             )
         return proposals
+
+    @torch.inference_mode()
+    def prompted(self, jobs: list[PromptedJob]) -> list[list[PromptedRegion]]:
+        """One mask per prompt; each image is embedded once and every prompt reuses the embedding."""
+        return [self._prompted_one(job) for job in jobs]
+
+    def _prompted_one(self, job: PromptedJob) -> list[PromptedRegion]:
+        self.predictor.set_image(np.asarray(job.image))
+        regions = []
+        for index, prompt in enumerate(job.prompts):
+            points = None if prompt.points is None else np.asarray(prompt.points, dtype=np.float32)
+            labels = None
+            if points is not None:
+                labels = np.asarray(prompt.labels or [1] * len(points), dtype=np.int64)
+            box = None if prompt.box is None else np.asarray(prompt.box.as_list(), dtype=np.float32)
+            masks, scores, _ = self.predictor.predict(
+                point_coords=points, point_labels=labels, box=box, multimask_output=job.multimask
+            )
+            best = int(np.argmax(scores))
+            mask = masks[best]
+            regions.append(
+                PromptedRegion(
+                    prompt=index,
+                    box=mask_box(mask),
+                    area=int(mask.sum()),
+                    score=float(scores[best]),
+                    mask=rle(mask) if job.return_masks else None,
+                )
+            )
+        self.predictor.reset_image()
+        return regions
 
     def info(self) -> ModelInfo:
         return model_info(
@@ -83,6 +139,7 @@ class RegionsModel(ModelRunner):
             extra={
                 "model_type": self.settings.model_type,
                 "image_size": int(self.sam.image_encoder.img_size),
-                "amg": {name: getattr(self.settings, name) for name in AMG_PARAMETERS},
+                "amg": self.amg_parameters(AmgOptions()),
+                "operations": ["proposals", "prompted"],
             },
         )

@@ -24,3 +24,46 @@ async def test_info_names_the_model_type_and_amg_settings(clients: ServiceClient
 async def test_bad_images_are_4xx(clients: ServiceClients, image: str, status: int) -> None:
     response = await clients.regions.http.post("/v1/proposals", json={"image": image})
     assert response.status_code == status
+
+
+async def test_prompted_masks_answer_every_prompt(clients: ServiceClients) -> None:
+    from services.regions.protocol import Prompt, PromptedRequest
+    from spotdiff.protocol import Box
+
+    request = PromptedRequest(
+        image=png_b64(noise_image(96, 80, 5)),
+        prompts=[
+            Prompt(box=Box(x1=10, y1=10, x2=50, y2=40)),
+            Prompt(points=[(30.0, 30.0), (70.0, 60.0)], labels=[1, 0]),
+        ],
+        return_masks=True,
+    )
+    response = await clients.regions.prompted(request)
+    assert [region.prompt for region in response.regions] == [0, 1]
+    for region in response.regions:
+        assert region.mask is not None and region.mask.size == [80, 96]
+        assert sum(region.mask.counts) == 80 * 96  # the RLE covers the image
+        if region.box is not None:
+            assert 0 <= region.box.x1 < region.box.x2 <= 96 and 0 <= region.box.y1 < region.box.y2 <= 80
+            assert region.area > 0
+
+
+async def test_proposal_options_and_masks_per_request(clients: ServiceClients) -> None:
+    response = await clients.regions.http.post(
+        "/v1/proposals",
+        json={"image": png_b64(noise_image(64, 64, 1)), "options": {"points_per_side": 2}, "return_masks": True},
+    )
+    assert response.status_code == 200
+    for proposal in response.json()["proposals"]:
+        assert sum(proposal["mask"]["counts"]) == 64 * 64
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [{}, {"points": [[1, 1]], "labels": [1, 0]}, {"points": [[1, 1]], "labels": [2]}, {"points": [[500, 1]]}],
+)
+async def test_bad_prompts_are_422(clients: ServiceClients, prompt: dict) -> None:
+    response = await clients.regions.http.post(
+        "/v1/prompted", json={"image": png_b64(noise_image(32, 32, 0)), "prompts": [prompt]}
+    )
+    assert response.status_code == 422

@@ -1,0 +1,133 @@
+"""The difference prior: where do the two images of a pair differ, without any model weights?
+
+A Prompt-to-Prompt pair shares its initial latent, so most of the two images line up pixel for pixel and a
+change map says where the object was swapped. The map combines, per block of pixels, the mean absolute
+colour difference and a structural difference (1 - SSIM of the block's luminance), so that both a recoloured
+region and a reshaped one show. Blocks above a threshold (Otsu's, unless given) are grouped into 8-connected
+components; each component's extent is a candidate box, scored by the change it holds.
+
+The boxes serve as proposals of their own and as box prompts for SAM in place of a full point grid. A pixel
+difference cannot tell a restyled background from an object change: that is what the area tests after it do.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from spotdiff.protocol.common import Box
+
+_SSIM_C1, _SSIM_C2 = 0.01**2, 0.03**2
+
+
+@dataclass(frozen=True)
+class PriorBox:
+    box: Box
+    score: float  # the change the component holds (sum of its blocks' change)
+
+
+def _as_float(image: Image.Image | NDArray[np.generic]) -> NDArray[np.float32]:
+    array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    return array / 255.0 if array.max(initial=0) > 1.0 else array
+
+
+def _blocks(plane: NDArray[np.float32], block: int) -> NDArray[np.float32]:
+    """(rows, cols, block*block) views of a plane cropped to whole blocks."""
+    rows, cols = plane.shape[0] // block, plane.shape[1] // block
+    cropped = plane[: rows * block, : cols * block]
+    return cropped.reshape(rows, block, cols, block).transpose(0, 2, 1, 3).reshape(rows, cols, block * block)
+
+
+def change_map(
+    image_1: Image.Image | NDArray[np.generic], image_2: Image.Image | NDArray[np.generic], *, block: int = 8
+) -> NDArray[np.float32]:
+    """Per-block change in [0, 1]: the larger of the colour difference and the structural difference."""
+    first, second = _as_float(image_1), _as_float(image_2)
+    if first.shape != second.shape:
+        raise ValueError(f"the two images differ in size: {first.shape} and {second.shape}")
+    colour = _blocks(np.abs(first - second).mean(axis=2), block).mean(axis=2)
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma_1, luma_2 = _blocks(first @ weights, block), _blocks(second @ weights, block)
+    mean_1, mean_2 = luma_1.mean(axis=2), luma_2.mean(axis=2)
+    var_1, var_2 = luma_1.var(axis=2), luma_2.var(axis=2)
+    covariance = ((luma_1 - mean_1[..., None]) * (luma_2 - mean_2[..., None])).mean(axis=2)
+    ssim = ((2 * mean_1 * mean_2 + _SSIM_C1) * (2 * covariance + _SSIM_C2)) / (
+        (mean_1**2 + mean_2**2 + _SSIM_C1) * (var_1 + var_2 + _SSIM_C2)
+    )
+    structural = np.clip((1 - ssim) / 2, 0, 1)
+    result: NDArray[np.float32] = np.maximum(np.clip(colour * 2, 0, 1), structural).astype(np.float32)
+    return result
+
+
+def otsu_threshold(values: NDArray[np.float32], bins: int = 64) -> float:
+    """The threshold that best splits ``values`` into two classes (Otsu, 1979)."""
+    flat = values.ravel()
+    if flat.size == 0 or float(flat.max()) == float(flat.min()):
+        return float(flat.max(initial=0.0))
+    histogram, edges = np.histogram(flat, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight_low = np.cumsum(histogram)
+    weight_high = weight_low[-1] - weight_low
+    mass_low = np.cumsum(histogram * centres)
+    mean_low = mass_low / np.maximum(weight_low, 1)
+    mean_high = (mass_low[-1] - mass_low) / np.maximum(weight_high, 1)
+    between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(centres[int(np.argmax(between))])
+
+
+def components(mask: NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
+    """8-connected groups of true cells (row, col), in scan order of their first cell."""
+    seen = np.zeros_like(mask, dtype=bool)
+    groups: list[list[tuple[int, int]]] = []
+    rows, cols = mask.shape
+    for start_row, start_col in zip(*np.nonzero(mask), strict=True):
+        if seen[start_row, start_col]:
+            continue
+        group: list[tuple[int, int]] = []
+        queue = deque([(int(start_row), int(start_col))])
+        seen[start_row, start_col] = True
+        while queue:
+            row, col = queue.popleft()
+            group.append((row, col))
+            for d_row in (-1, 0, 1):
+                for d_col in (-1, 0, 1):
+                    r, c = row + d_row, col + d_col
+                    if 0 <= r < rows and 0 <= c < cols and mask[r, c] and not seen[r, c]:
+                        seen[r, c] = True
+                        queue.append((r, c))
+        groups.append(group)
+    return groups
+
+
+def prior_boxes(
+    image_1: Image.Image | NDArray[np.generic],
+    image_2: Image.Image | NDArray[np.generic],
+    *,
+    block: int = 8,
+    threshold: float | None = None,
+    min_blocks: int = 2,
+    max_boxes: int = 10,
+) -> list[PriorBox]:
+    """Candidate boxes (pixels, xyxy) where the pair changes, most change first."""
+    changes = change_map(image_1, image_2, block=block)
+    cut = otsu_threshold(changes) if threshold is None else threshold
+    height, width = np.asarray(image_1).shape[:2]
+    found: list[PriorBox] = []
+    for group in components(changes > cut):
+        if len(group) < min_blocks:
+            continue
+        rows = [row for row, _ in group]
+        cols = [col for _, col in group]
+        box = Box(
+            x1=min(cols) * block,
+            y1=min(rows) * block,
+            x2=min((max(cols) + 1) * block, width),
+            y2=min((max(rows) + 1) * block, height),
+        )
+        found.append(PriorBox(box, float(sum(changes[row, col] for row, col in group))))
+    found.sort(key=lambda prior: -prior.score)
+    return found[:max_boxes]

@@ -1,0 +1,46 @@
+import numpy as np
+from PIL import Image
+
+from spotdiff.imgdiff.boxes import iou
+from spotdiff.imgdiff.prior import change_map, components, otsu_threshold, prior_boxes
+from spotdiff.protocol import Box
+
+
+def scene(seed: int = 0, size: int = 128) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(60, 200, (size, size, 3), dtype=np.uint8)
+
+
+def test_identical_images_change_nowhere() -> None:
+    image = scene()
+    assert float(change_map(image, image).max()) == 0.0
+    assert prior_boxes(image, image) == []
+
+
+def test_a_pasted_square_is_found_where_it_is() -> None:
+    before = scene()
+    after = before.copy()
+    after[40:72, 80:112] = (250, 20, 20)
+    found = prior_boxes(Image.fromarray(before), Image.fromarray(after))
+    assert found, "no box"
+    assert iou(found[0].box, Box.from_list([80, 40, 112, 72])) > 0.7
+
+
+def test_two_changes_give_two_boxes_biggest_first() -> None:
+    before = scene(1)
+    after = before.copy()
+    after[8:24, 8:24] = 0
+    after[64:120, 60:120] = 255
+    found = prior_boxes(before, after)
+    assert len(found) == 2
+    assert found[0].box.area > found[1].box.area
+
+
+def test_otsu_splits_two_populations() -> None:
+    values = np.concatenate([np.full(100, 0.1), np.full(20, 0.8)]).astype(np.float32)
+    assert 0.1 <= otsu_threshold(values) < 0.8
+
+
+def test_components_are_eight_connected() -> None:
+    mask = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]], dtype=bool)
+    assert [sorted(group) for group in components(mask)] == [[(0, 0), (1, 1)], [(3, 0), (3, 1)]]
