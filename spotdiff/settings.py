@@ -93,7 +93,7 @@ class PipelineSettings(BaseModel):
         description="amg: SAM's automatic masks on both images (the reference); prior: the weight-free change "
         "map's boxes; prior_sam: the change map's boxes as SAM box prompts on both images",
     )
-    prior_block: int = Field(default=8, ge=1, description="change-map block size in pixels")
+    prior_block: int | None = Field(default=None, ge=1, description="change-map block in pixels (none: 1/64 side)")
     prior_max_boxes: int = Field(default=10, ge=1)
     pair_cosine_min: float = Field(default=0.9, description="keep the pair if min < cos < max")
     pair_cosine_max: float = 0.98

@@ -54,3 +54,13 @@ def clipped(box: Box, width: int, height: int) -> Box | None:
     if x2 - x1 < 1 or y2 - y1 < 1:
         return None
     return Box(x1=x1, y1=y1, x2=x2, y2=y2)
+
+
+def from_centre(cx: float, cy: float, w: float, h: float) -> Box:
+    """A box from Data-Juicer's centre-x, centre-y, width, height."""
+    return Box(x1=cx - w / 2, y1=cy - h / 2, x2=cx + w / 2, y2=cy + h / 2)
+
+
+def to_centre(box: Box) -> tuple[float, float, float, float]:
+    """Data-Juicer's centre-x, centre-y, width, height of a box."""
+    return ((box.x1 + box.x2) / 2, (box.y1 + box.y2) / 2, box.width, box.height)

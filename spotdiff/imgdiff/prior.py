@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from spotdiff.imgdiff.boxes import iou
 from spotdiff.protocol.common import Box
 
 _SSIM_C1, _SSIM_C2 = 0.01**2, 0.03**2
@@ -103,31 +104,47 @@ def components(mask: NDArray[np.bool_]) -> list[list[tuple[int, int]]]:
     return groups
 
 
+def default_block(width: int, height: int) -> int:
+    """Blocks of 1/64 of the shorter side (16 px at 1024²), never under 4 px."""
+    return max(4, min(width, height) // 64)
+
+
 def prior_boxes(
     image_1: Image.Image | NDArray[np.generic],
     image_2: Image.Image | NDArray[np.generic],
     *,
-    block: int = 8,
-    threshold: float | None = None,
+    block: int | None = None,
+    levels: tuple[float, ...] = (0.0, 0.25, 0.5),
     min_blocks: int = 2,
     max_boxes: int = 10,
 ) -> list[PriorBox]:
-    """Candidate boxes (pixels, xyxy) where the pair changes, most change first."""
-    changes = change_map(image_1, image_2, block=block)
-    cut = otsu_threshold(changes) if threshold is None else threshold
+    """Candidate boxes (pixels, xyxy) where the pair changes, the most clearly changed first.
+
+    Components are taken at several thresholds, from Otsu's up towards the strongest change (``levels`` are
+    fractions of that distance), so that an object changed inside a larger restyled area still gets a box
+    of its own. Near-duplicate boxes (IoU > 0.8) are kept once; boxes rank by their mean change.
+    """
     height, width = np.asarray(image_1).shape[:2]
-    found: list[PriorBox] = []
-    for group in components(changes > cut):
-        if len(group) < min_blocks:
-            continue
-        rows = [row for row, _ in group]
-        cols = [col for _, col in group]
-        box = Box(
-            x1=min(cols) * block,
-            y1=min(rows) * block,
-            x2=min((max(cols) + 1) * block, width),
-            y2=min((max(rows) + 1) * block, height),
-        )
-        found.append(PriorBox(box, float(sum(changes[row, col] for row, col in group))))
-    found.sort(key=lambda prior: -prior.score)
-    return found[:max_boxes]
+    size = block or default_block(width, height)
+    changes = change_map(image_1, image_2, block=size)
+    otsu = otsu_threshold(changes)
+    peak = float(changes.max(initial=0.0))
+    found: list[tuple[float, PriorBox]] = []
+    for level in levels:
+        cut = otsu + (peak - otsu) * level
+        for group in components(changes > cut):
+            if len(group) < min_blocks:
+                continue
+            rows = [row for row, _ in group]
+            cols = [col for _, col in group]
+            box = Box(
+                x1=min(cols) * size,
+                y1=min(rows) * size,
+                x2=min((max(cols) + 1) * size, width),
+                y2=min((max(rows) + 1) * size, height),
+            )
+            total = float(sum(changes[row, col] for row, col in group))
+            if all(iou(box, kept.box) <= 0.8 for _, kept in found):
+                found.append((total / len(group), PriorBox(box, total)))
+    found.sort(key=lambda ranked: -ranked[0])
+    return [prior for _, prior in found[:max_boxes]]
