@@ -1,7 +1,10 @@
-"""Run every benchmark: ``python -m bench``."""
+"""Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import batching, p2p
+from bench import batching, p2p, regions
+from bench.synthetic import __main__ as synthetic
 
 if __name__ == "__main__":
     batching.main([])
     p2p.main([])
+    regions.main([])
+    synthetic.main([])
