@@ -78,6 +78,8 @@ class Area:
     candidate: Candidate
     crop_cosine: float
     text_match: float
+    source_text_scores: dict[str, float] = field(default_factory=dict)
+    target_text_scores: dict[str, float] = field(default_factory=dict)
     label_source: str | None = None
     label_target: str | None = None
     label_cosine: float | None = None
@@ -278,7 +280,15 @@ class PairPipeline:
             )
             reasons[decision.reason] += 1
             if decision:
-                areas.append(Area(candidate, crop_cosine, decision.numbers["text_match"]))
+                areas.append(
+                    Area(
+                        candidate,
+                        crop_cosine,
+                        decision.numbers["text_match"],
+                        dict(zip(run.source_objects, text_1, strict=True)),
+                        dict(zip(run.target_objects, text_2, strict=True)),
+                    )
+                )
         kept = select_areas(
             [area.crop_cosine for area in areas],
             [area.candidate.box for area in areas],
@@ -394,6 +404,8 @@ class PairPipeline:
                     source_image=area.candidate.source_image,
                     crop_cosine=area.crop_cosine,
                     text_match=area.text_match,
+                    source_text_scores=area.source_text_scores,
+                    target_text_scores=area.target_text_scores,
                     label_source=area.label_source,
                     label_target=area.label_target,
                     label_cosine=area.label_cosine,

@@ -40,6 +40,8 @@ async def test_examples_run_end_to_end(clients: ServiceClients, settings: Settin
                 assert image.size == (record.width, record.height)
         for region in record.regions:
             assert region.label_source and region.label_target and region.difference_caption
+            assert set(region.source_text_scores) == set(record.source_objects)
+            assert set(region.target_text_scores) == set(record.target_objects)
             assert region.box.x2 <= record.width and region.box.y2 <= record.height
     taught = next(record for record in records if record.pair_id == "teddy-ball")
     assert (taught.source_objects, taught.target_objects) == (["teddy bear"], ["football"])  # given objects win

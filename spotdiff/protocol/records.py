@@ -86,6 +86,10 @@ class Region(BaseModel):
     source_image: Literal[1, 2] = Field(description="which image's proposal the box came from")
     crop_cosine: float
     text_match: float = Field(description="best image-text score of the crops against the changed objects")
+    source_text_scores: dict[str, float] = Field(
+        default_factory=dict, description="each source object against the crop the semantics pairs it with"
+    )
+    target_text_scores: dict[str, float] = Field(default_factory=dict)
     label_source: str | None = None
     label_target: str | None = None
     label_cosine: float | None = None
