@@ -12,18 +12,20 @@ import tempfile
 from importlib import import_module
 from pathlib import Path
 
-FORMAT_VERSION = "spotdiff-tiny-v1"  # bump when any builder's output changes
+FORMAT_VERSION = "spotdiff-tiny-v2"  # bump when any builder's output changes
 MARKER_FILE = "COMPLETE"
 
 SAM_CHECKPOINT_FILE = "sam_tiny.pth"  # what services.regions.tiny.build writes
 
-# name -> module whose `build(out_dir, seed)` writes `out_dir / name`. Imported only to build, so checking a
+# name -> "module:function" whose `function(out_dir, seed)` writes `out_dir / name`. Imported only to build,
+# so checking a
 # set (`is_complete`) costs no torch import.
 BUILDERS = {
-    "sdxl": "services.generation.tiny",
-    "clip": "services.similarity.tiny",
-    "sam": "services.regions.tiny",
-    "llava_next": "services.captioning.tiny",
+    "sdxl": "services.generation.tiny:build",
+    "clip": "services.similarity.tiny:build",
+    "blip": "services.similarity.tiny:build_blip",
+    "sam": "services.regions.tiny:build",
+    "llava_next": "services.captioning.tiny:build",
 }
 
 
@@ -54,8 +56,9 @@ def build_all(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     (out_dir / MARKER_FILE).unlink(missing_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
-        for name, module in BUILDERS.items():
-            import_module(module).build(staging / name, seed)
+        for name, builder in BUILDERS.items():
+            module, function = builder.split(":")
+            getattr(import_module(module), function)(staging / name, seed)
         for name in BUILDERS:
             target = out_dir / name
             if target.exists():

@@ -57,6 +57,10 @@ class SimilaritySettings(ServiceSettings):
     pretrained: str | None = Field(default="openai", description="open_clip pretrained tag; none for local-dir")
     max_batch_size: int = 64
     max_items_per_request: int = Field(default=1024, ge=1)
+    text_scorer: Literal["clip", "blip"] = Field(
+        default="blip", description="scores image-text pairs: BLIP's ITC cosine (the reference) or CLIP's cosine"
+    )
+    blip_model: str = Field(default="Salesforce/blip-itm-large-coco", description="BlipForImageTextRetrieval")
 
 
 class RegionsSettings(ServiceSettings):
@@ -123,7 +127,11 @@ def _tiny_profile(tiny_dir: Path) -> dict[str, Any]:
             "num_inference_steps": 8,
             "max_batch_size": 4,
         },
-        "similarity": {"model": "local-dir:" + str(tiny_dir / "clip"), "pretrained": None},
+        "similarity": {
+            "model": "local-dir:" + str(tiny_dir / "clip"),
+            "pretrained": None,
+            "blip_model": str(tiny_dir / "blip"),
+        },
         "regions": {
             "model": str(tiny_dir / "sam" / "sam_tiny.pth"),
             "model_type": "spotdiff_tiny",

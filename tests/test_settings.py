@@ -12,6 +12,10 @@ def test_reference_profile_is_the_reference(monkeypatch: pytest.MonkeyPatch) -> 
     assert (settings.generation.num_inference_steps, settings.generation.guidance_scale) == (50, 7.5)
     assert (settings.generation.height, settings.generation.width) == (1024, 1024)
     assert (settings.similarity.model, settings.similarity.pretrained) == ("ViT-B-32", "openai")
+    assert (settings.similarity.text_scorer, settings.similarity.blip_model) == (
+        "blip",
+        "Salesforce/blip-itm-large-coco",
+    )
     assert (settings.pipeline.pair_cosine_min, settings.pipeline.pair_cosine_max) == (0.9, 0.98)
     assert settings.pipeline.crop_cosine_max == 0.85 and settings.pipeline.max_boxes == 10
 

@@ -76,7 +76,9 @@ async def cosine(request: CosineRequest, runtime: RuntimeDep) -> CosineResponse:
     runtime.require_ready()
     job = await run_in_threadpool(decode_request, request, settings)
     scores = await runtime.submit("cosine", job)
-    return CosineResponse(scores=scores, model_id=settings.model)
+    return CosineResponse(
+        scores=scores, model_id=settings.model, image_text_scorer=runtime.info().extra["image_text_scorer"]
+    )
 
 
 SPEC = ServiceSpec(name="similarity", load_runner=_load, router=router, ops={"cosine": BatchedOp(_cosine)})

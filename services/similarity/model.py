@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
+from services.similarity.protocol import Operand, ScorePair
 from spotdiff.settings import SimilaritySettings
 
 if TYPE_CHECKING:
     from services.similarity.api import CosineJob
-    from services.similarity.protocol import Operand
 
 FORWARD_CHUNK = 256  # the reference scores crops 256 at a time
 
@@ -27,12 +28,25 @@ def crop(image: Image.Image, box: list[float]) -> Image.Image:
     return image.crop((left, top, right, bottom))
 
 
+Space = str  # "clip" or "blip": the embedding space a pair is scored in
+
+
+def space_of(pair: ScorePair, text_scorer: str) -> Space:
+    """Image-text pairs go to the configured text scorer; image-image and text-text pairs to CLIP."""
+    mixed = (pair.a.text is None) != (pair.b.text is None)
+    return "blip" if mixed and text_scorer == "blip" else "clip"
+
+
 class SimilarityModel(ModelRunner):
+    """CLIP (open_clip) for every cosine, and optionally BLIP's ITC cosine for image-text pairs, as the
+    reference matches crops to nouns and labels with ``BlipForImageTextRetrieval(use_itm_head=False)``."""
+
     def __init__(self, settings: SimilaritySettings) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.dtype = resolve_dtype(settings.dtype, self.device)
         self.revision = "unknown"
+        self.blip: Any = None
 
     def load(self) -> None:
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -46,76 +60,119 @@ class SimilarityModel(ModelRunner):
             if self.settings.pretrained is None
             else (f"open_clip:{self.settings.pretrained}")
         )
+        if self.settings.text_scorer == "blip":
+            from transformers import AutoProcessor, BlipForImageTextRetrieval
+
+            blip = BlipForImageTextRetrieval.from_pretrained(self.settings.blip_model, dtype=self.dtype)
+            self.blip = blip.to(self.device).eval()  # type: ignore[arg-type]
+            self.blip_processor = AutoProcessor.from_pretrained(self.settings.blip_model)
+            self.blip_revision = revision_of(self.settings.blip_model)
 
     def warmup(self) -> None:
         image = Image.new("RGB", (64, 64), (120, 160, 200))
-        self.embed_images([image])
-        self.embed_texts(["a photo of a dog"])
+        for space in ("clip", "blip") if self.blip is not None else ("clip",):
+            self.embed_images(space, [image])
+            self.embed_texts(space, ["a photo of a dog"])
 
     @torch.inference_mode()
-    def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
+    def embed_images(self, space: Space, images: list[Image.Image]) -> torch.Tensor:
         """L2-normalised image features, in chunks of ``FORWARD_CHUNK`` to bound activation memory."""
         chunks = []
         for start in range(0, len(images), FORWARD_CHUNK):
-            pixels = torch.stack([self.preprocess(image) for image in images[start : start + FORWARD_CHUNK]])
-            chunks.append(self.model.encode_image(pixels.to(self.device, self.dtype), normalize=True).float())
+            batch = images[start : start + FORWARD_CHUNK]
+            if space == "blip":
+                pixels = self.blip_processor(images=batch, return_tensors="pt")["pixel_values"]
+                hidden = self.blip.vision_model(pixel_values=pixels.to(self.device, self.dtype)).last_hidden_state
+                features = F.normalize(self.blip.vision_proj(hidden[:, 0, :]), dim=-1)
+            else:
+                pixels = torch.stack([self.preprocess(image) for image in batch])
+                features = self.model.encode_image(pixels.to(self.device, self.dtype), normalize=True)
+            chunks.append(features.float())
         return torch.cat(chunks)
 
     @torch.inference_mode()
-    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+    def embed_texts(self, space: Space, texts: list[str]) -> torch.Tensor:
         chunks = []
         for start in range(0, len(texts), FORWARD_CHUNK):
-            tokens = self.tokenizer(texts[start : start + FORWARD_CHUNK]).to(self.device)
-            chunks.append(self.model.encode_text(tokens, normalize=True).float())
+            batch = texts[start : start + FORWARD_CHUNK]
+            if space == "blip":
+                tokens = self.blip_processor(text=batch, return_tensors="pt", padding=True, truncation=True)
+                hidden = self.blip.text_encoder(
+                    input_ids=tokens["input_ids"].to(self.device),
+                    attention_mask=tokens["attention_mask"].to(self.device),
+                ).last_hidden_state
+                features = F.normalize(self.blip.text_proj(hidden[:, 0, :]), dim=-1)
+            else:
+                features = self.model.encode_text(self.tokenizer(batch).to(self.device), normalize=True)
+            chunks.append(features.float())
         return torch.cat(chunks)
 
     def cosine(self, jobs: list[CosineJob]) -> list[list[float]]:
-        """Embed each distinct crop and text of all jobs once, then score every pair."""
-        crop_index: dict[tuple[int, str, tuple[float, ...] | None], int] = {}
-        crops: list[Image.Image] = []
-        text_index: dict[str, int] = {}
+        """Embed each distinct crop and text of all jobs once per space, then score every pair."""
+        crop_index: dict[tuple[Space, int, str, tuple[float, ...] | None], int] = {}
+        crops: dict[Space, list[Image.Image]] = {"clip": [], "blip": []}
+        text_index: dict[tuple[Space, str], int] = {}
+        texts: dict[Space, list[str]] = {"clip": [], "blip": []}
 
-        def register(job_number: int, job: CosineJob, operand: Operand) -> None:
+        def key(space: Space, job_number: int, operand: Operand) -> tuple[Any, ...]:
             if operand.text is not None:
-                text_index.setdefault(operand.text, len(text_index))
-                return
+                return (space, operand.text)
             assert operand.image is not None
-            box = tuple(operand.box.as_list()) if operand.box is not None else None
-            key = (job_number, operand.image, box)
-            if key not in crop_index:
-                crop_index[key] = len(crops)
-                image = job.images[operand.image]
-                crops.append(image if box is None else crop(image, list(box)))
+            return (space, job_number, operand.image, None if operand.box is None else tuple(operand.box.as_list()))
 
+        def register(space: Space, job_number: int, job: CosineJob, operand: Operand) -> None:
+            if operand.text is not None:
+                if (space, operand.text) not in text_index:
+                    text_index[(space, operand.text)] = len(texts[space])
+                    texts[space].append(operand.text)
+                return
+            index_key = key(space, job_number, operand)
+            if index_key not in crop_index:
+                crop_index[index_key] = len(crops[space])
+                image = job.images[operand.image]  # type: ignore[index]
+                crops[space].append(image if operand.box is None else crop(image, operand.box.as_list()))
+
+        scorer = self.settings.text_scorer if self.blip is not None else "clip"
         for number, job in enumerate(jobs):
             for pair in job.pairs:
-                register(number, job, pair.a)
-                register(number, job, pair.b)
-        image_features = self.embed_images(crops) if crops else None
-        text_features = self.embed_texts(list(text_index)) if text_index else None
+                space = space_of(pair, scorer)
+                register(space, number, job, pair.a)
+                register(space, number, job, pair.b)
+        image_features = {space: self.embed_images(space, items) for space, items in crops.items() if items}
+        text_features = {space: self.embed_texts(space, items) for space, items in texts.items() if items}
 
-        def feature(job_number: int, operand: Operand) -> torch.Tensor:
+        def feature(space: Space, job_number: int, operand: Operand) -> torch.Tensor:
             if operand.text is not None:
-                assert text_features is not None
-                return text_features[text_index[operand.text]]
-            assert image_features is not None and operand.image is not None
-            box = tuple(operand.box.as_list()) if operand.box is not None else None
-            return image_features[crop_index[(job_number, operand.image, box)]]
+                return text_features[space][text_index[(space, operand.text)]]
+            return image_features[space][crop_index[key(space, job_number, operand)]]
 
         return [
-            [float(feature(number, pair.a) @ feature(number, pair.b)) for pair in job.pairs]
+            [
+                float(feature(space, number, pair.a) @ feature(space, number, pair.b))
+                for pair in job.pairs
+                for space in (space_of(pair, scorer),)
+            ]
             for number, job in enumerate(jobs)
         ]
 
+    @property
+    def image_text_scorer(self) -> str:
+        return "blip" if self.blip is not None else "clip"
+
     def info(self) -> ModelInfo:
+        extra: dict[str, Any] = {
+            "pretrained": self.settings.pretrained,
+            "max_items_per_request": self.settings.max_items_per_request,
+            "image_text_scorer": self.image_text_scorer,
+        }
+        if self.blip is not None:
+            extra["blip_model"] = self.settings.blip_model
+            extra["blip_revision"] = self.blip_revision
         return model_info(
             "similarity",
             self.settings,
             revision=self.revision,
             dtype=dtype_name(self.dtype),
             device=self.device,
-            extra={
-                "pretrained": self.settings.pretrained,
-                "max_items_per_request": self.settings.max_items_per_request,
-            },
+            extra=extra,
         )

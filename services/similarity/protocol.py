@@ -52,3 +52,4 @@ class CosineRequest(BaseModel):
 class CosineResponse(BaseModel):
     scores: list[float] = Field(description="cosine of each pair, in request order")
     model_id: str
+    image_text_scorer: str = Field(description="clip, or blip: BLIP's ITC cosine scores the image-text pairs")

@@ -68,3 +68,32 @@ async def test_bad_requests_say_what_is_wrong(clients: ServiceClients, body: dic
     response = await clients.similarity.http.post("/v1/cosine", json=body)
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
+
+
+async def test_image_text_pairs_use_blips_itc_cosine(clients: ServiceClients, settings) -> None:  # type: ignore[no-untyped-def]
+    """The reference matches crops to nouns with BLIP's ITC cosine; CLIP scores the other pairs."""
+    import torch
+    from transformers import AutoProcessor, BlipForImageTextRetrieval
+
+    from services.kit.codec import decode_image
+    from services.similarity.model import crop
+
+    request = CosineRequest(
+        images=IMAGES,
+        pairs=[
+            ScorePair(a=image("a", [0, 0, 40, 30]), b=Operand(text="a dog")),
+            ScorePair(a=Operand(text="a red car"), b=image("b")),
+        ],
+    )
+    response = await clients.similarity.cosine(request)
+    assert response.image_text_scorer == "blip"
+    blip = BlipForImageTextRetrieval.from_pretrained(settings.similarity.blip_model).eval()
+    processor = AutoProcessor.from_pretrained(settings.similarity.blip_model)
+    pictures = [
+        crop(decode_image(IMAGES["a"], max_pixels=10**6), [0, 0, 40, 30]),
+        decode_image(IMAGES["b"], max_pixels=10**6),
+    ]
+    inputs = processor(images=pictures, text=["a dog", "a red car"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        itc = blip(**inputs, use_itm_head=False).itm_score
+    assert response.scores == pytest.approx([float(itc[0, 0]), float(itc[1, 1])], abs=1e-5)

@@ -51,7 +51,7 @@ def _random_image(seed: int, height: int, width: int) -> Image.Image:
 
 def test_build_all_writes_a_complete_set(tiny_set: dict[str, Path]) -> None:
     root = tiny_set["sdxl"].parent
-    assert set(tiny_set) == {"sdxl", "clip", "sam", "llava_next"}
+    assert set(tiny_set) == {"sdxl", "clip", "blip", "sam", "llava_next"}
     assert tiny_set["sam"] == root / "sam" / "sam_tiny.pth"
     assert all(path.exists() for path in tiny_set.values())
     assert (root / "COMPLETE").read_text().strip() == tiny.FORMAT_VERSION
@@ -136,6 +136,27 @@ def test_clip_reload_equals_build(tiny_set: dict[str, Path]) -> None:
             expected, actual = getattr(built, encode)(inputs), getattr(loaded, encode)(inputs)
             assert expected.shape == (2, 32)
             torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def test_blip_reload_equals_build(tiny_set: dict[str, Path]) -> None:
+    from transformers import BlipForImageTextRetrieval
+
+    path = tiny_set["blip"]
+    processor = AutoProcessor.from_pretrained(path)
+    loaded = BlipForImageTextRetrieval.from_pretrained(path).eval()
+    built, _ = similarity_tiny.build_blip_model_and_processor(SEED)
+    inputs = processor(
+        images=[_random_image(5, 50, 70), _random_image(6, 90, 40)],
+        text=["a dog on the grass", "a red car"],
+        return_tensors="pt",
+        padding=True,
+    )
+    assert processor.tokenizer.unk_token_id not in inputs["input_ids"].tolist()[0]  # words are in the vocabulary
+    with torch.no_grad():
+        expected = built(**inputs, use_itm_head=False).itm_score
+        actual = loaded(**inputs, use_itm_head=False).itm_score
+    assert expected.shape == (2, 2)  # ITC cosine: every image against every text
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
 
 
 def test_sam_reload_equals_build(tiny_set: dict[str, Path]) -> None:
