@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     from services.regions.protocol import AmgOptions, Prompt
     from spotdiff.cli import ensure_tiny_models
 
+    if not (GOLDEN / "dj_img_pair_1.jpg").exists():
+        print(f"regions: skipped, the golden pair is not at {GOLDEN}")
+        return
     settings = Settings(profile="tiny")
     ensure_tiny_models(settings)
     reference_amg = Settings(profile="reference").regions
