@@ -20,6 +20,7 @@ from spotdiff.imgdiff.prior import prior_boxes
 from spotdiff.settings import Settings
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
+# The Data-Juicer test feeds these boxes (centre x, centre y, w, h) for this pair.
 REFERENCE_BOXES = ([430.94, 549.38, 283.80, 131.16], [452.32, 544.72, 300.14, 137.63])
 
 

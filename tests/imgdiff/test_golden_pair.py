@@ -1,17 +1,12 @@
 """The reference's own test pair (a real SDXL + P2P pair: plane in the sky -> boat on water) and its boxes."""
 
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
+from bench.regions import GOLDEN, REFERENCE_BOXES
 from spotdiff.imgdiff.areas import Candidate, area_decision, select_areas, text_match_crops
 from spotdiff.imgdiff.boxes import from_centre, iou, normalised_box, to_centre
 from spotdiff.imgdiff.objects import changed_objects
-
-GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "golden"
-# The Data-Juicer test feeds these boxes (centre x, centre y, w, h) for this pair.
-REFERENCE_BOXES = ([430.94, 549.38, 283.80, 131.16], [452.32, 544.72, 300.14, 137.63])
 
 
 @pytest.fixture(scope="module")
