@@ -28,18 +28,17 @@ from spotdiff.imgdiff.areas import (
     Candidate,
     area_decision,
     candidates,
-    label_box_decision,
-    label_decision,
     pair_window,
     select_areas,
     text_match_crops,
     zero_size_decision,
 )
-from spotdiff.imgdiff.boxes import grown, normalised_box
+from spotdiff.imgdiff.boxes import normalised_box
+from spotdiff.imgdiff.labels import label_crop_box, label_decision, select_label_boxes
 from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.prior import prior_boxes
 from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
-from spotdiff.imgdiff.render import RED_BOX_GROWTH, png_bytes, red_boxed, side_by_side
+from spotdiff.imgdiff.render import png_bytes, red_boxed, side_by_side
 from spotdiff.protocol import CaptionPair, ModelRef, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
 from spotdiff.settings import Settings
 from spotdiff.storage import ArtifactStore
@@ -309,19 +308,23 @@ class PairPipeline:
     async def label_regions(self, run: PairRun) -> None:
         assert run.images_b64 is not None
         width, height = run.size
-        sized = [
-            area
-            for area in run.areas
-            if label_box_decision(
-                area.candidate.box, width, height, min_area_fraction=self.config.min_region_area_fraction
-            )
-        ][: self.config.max_labelled_regions]
+        semantics = self.config.semantics
+        chosen, choices = select_label_boxes(
+            [area.candidate.box for area in run.areas],
+            width,
+            height,
+            min_area_fraction=self.config.min_region_area_fraction,
+            max_area_fraction=self.config.max_region_area_fraction,
+            max_regions=self.config.max_labelled_regions,
+            semantics=semantics,
+        )
+        sized = [run.areas[index] for index in chosen]
         if not sized:
             raise _reject(
                 Stage.REGION_LABELS,
-                "no_box_large_enough",
-                "every difference area is too small to label",
-                {"areas": len(run.areas)},
+                "no_box_to_label",
+                "no difference area has a size that gets labelled",
+                {"areas": len(run.areas), "reasons": dict(Counter(choice.reason for choice in choices))},
             )
         requests = [
             CaptionRequest(
@@ -336,11 +339,12 @@ class PairPipeline:
         pairs: list[ScorePair] = []
         for index, area in enumerate(sized):
             area.label_source, area.label_target = answers[2 * index].text, answers[2 * index + 1].text
-            label_box = grown(area.candidate.box, RED_BOX_GROWTH, width, height)
+            crop = label_crop_box(area.candidate.box, width, height, semantics)
+            source_text, target_text = area.label_source or "-", area.label_target or "-"
             pairs += [
-                ScorePair(a=Operand(text=area.label_source or "-"), b=Operand(text=area.label_target or "-")),
-                ScorePair(a=Operand(image="1", box=label_box), b=Operand(text=area.label_source or "-")),
-                ScorePair(a=Operand(image="2", box=label_box), b=Operand(text=area.label_target or "-")),
+                ScorePair(a=Operand(text=source_text), b=Operand(text=target_text)),
+                ScorePair(a=Operand(image="1", box=crop), b=Operand(text=source_text)),
+                ScorePair(a=Operand(image="2", box=crop), b=Operand(text=target_text)),
             ]
         scores = await self.cosine(run, pairs)
         kept: list[Area] = []
@@ -348,23 +352,24 @@ class PairPipeline:
         for index, area in enumerate(sized):
             label_cosine, match_1, match_2 = scores[3 * index : 3 * index + 3]
             decision = label_decision(
+                area.label_source or "",
+                area.label_target or "",
                 label_cosine,
                 match_1,
                 match_2,
                 cosine_max=self.config.label_cosine_max,
                 match_min=self.config.label_match_min,
+                semantics=semantics,
             )
             reasons[decision.reason] += 1
             area.label_cosine = label_cosine
-            if decision and area.label_source and area.label_target:
+            if decision:
                 kept.append(area)
-            elif decision:
-                reasons["empty_label"] += 1
         if not kept:
             raise _reject(
                 Stage.REGION_LABELS,
                 "labels_filtered",
-                "no region kept labels that differ and match",
+                "no region kept labels that differ and match their crops",
                 {"labelled": len(sized), "reasons": dict(reasons)},
             )
         run.areas = kept
@@ -386,7 +391,9 @@ class PairPipeline:
                 self.clients.captioning.caption(
                     CaptionRequest(
                         image=combined,
-                        prompt=difference_caption_prompt(area.label_source or "", area.label_target or ""),
+                        prompt=difference_caption_prompt(
+                            area.label_source or "", area.label_target or "", self.config.caption_wording
+                        ),
                         max_new_tokens=self.config.caption_max_new_tokens,
                     )
                 )

@@ -105,12 +105,16 @@ class PipelineSettings(BaseModel):
     crop_cosine_max: float = Field(default=0.85, description="a crop pair differs below this")
     nms_iou: float = 0.5
     max_boxes: int = 10
-    min_region_area_fraction: float = Field(default=1 / 400, description="skip label boxes under W*H*this")
+    min_region_area_fraction: float = Field(default=1 / 400, description="ORIG: skip label boxes under W*H*this")
+    max_region_area_fraction: float = Field(default=1 / 10, description="DJ: skip label boxes over W*H*this")
     max_labelled_regions: int = 5
     label_cosine_max: float = Field(default=0.85, description="labels of a box must differ below this")
     label_match_min: float = Field(default=0.35, description="each label must match its crop above this")
     label_max_new_tokens: int = 64
     caption_max_new_tokens: int = 128
+    caption_wording: Literal["reference", "corrected", "dj"] = Field(
+        default="reference", description="the difference prompt: verbatim, without the doubled 'the', or DJ's"
+    )
     concurrency: int = Field(default=8, ge=1, description="pairs in flight at once in a run")
     cosine_pairs_per_request: int = Field(
         default=256, ge=1, description="score pairs per similarity request (the service caps operands per request)"

@@ -120,3 +120,20 @@ async def test_weight_free_proposals_run_end_to_end(
     assert record.proposals is not None and record.proposals > 0
     assert record.status is SampleStatus.ACCEPTED, record.rejection
     assert all(region.box.x2 <= 128 and region.box.y2 <= 128 for region in record.regions)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [({"label_cosine_max": -2.0}, "labels_alike"), ({"label_match_min": 2.0}, "label_does_not_match_crop")],
+)
+async def test_each_label_filter_rejects_with_its_reason(
+    clients: ServiceClients, settings: Settings, tmp_path: Path, overrides: dict, reason: str
+) -> None:
+    config = settings.model_copy(update={"pipeline": settings.pipeline.model_copy(update=overrides)})
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"id": "p", "source": "A dog on the grass", "target": "A cat on the grass", "seed": 3}\n')
+    await run_embedded(pairs, tmp_path / "out", config, progress=False, clients=clients)
+    record = SampleRecord.model_validate_json((tmp_path / "out" / "samples.jsonl").read_text())
+    assert record.rejection is not None
+    assert (record.rejection.stage.value, record.rejection.reason) == ("region_labels", "labels_filtered")
+    assert set(record.rejection.numbers["reasons"]) == {reason}

@@ -144,30 +144,3 @@ def select_areas(
     order = sorted(range(len(boxes)), key=lambda index: crop_cosines[index])
     kept = nms([boxes[index] for index in order], iou_threshold)
     return [order[position] for position in kept][:max_boxes]
-
-
-def label_box_decision(box: Box, width: int, height: int, *, min_area_fraction: float) -> Decision:
-    """Stage 5's size rule (ORIG): skip boxes smaller than ``W*H*min_area_fraction``."""
-    minimum = width * height * min_area_fraction
-    numbers = {"area": box.area, "min_area": minimum}
-    if box.area < minimum:
-        return Decision(False, "box_too_small", numbers)
-    return Decision(True, "box_large_enough", numbers)
-
-
-def label_decision(
-    label_cosine: float, match_1: float, match_2: float, *, cosine_max: float, match_min: float
-) -> Decision:
-    """Keep a labelled box when its two labels differ and each label matches its own crop."""
-    numbers = {
-        "label_cosine": label_cosine,
-        "label_match_1": match_1,
-        "label_match_2": match_2,
-        "cosine_max": cosine_max,
-        "match_min": match_min,
-    }
-    if label_cosine >= cosine_max:
-        return Decision(False, "labels_alike", numbers)
-    if match_1 <= match_min or match_2 <= match_min:
-        return Decision(False, "label_does_not_match_crop", numbers)
-    return Decision(True, "labels_differ", numbers)

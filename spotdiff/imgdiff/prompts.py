@@ -12,11 +12,24 @@ DIFFERENCE_CAPTION_PROMPT = (
     "red bounding box in the left image is: {label_left}, while the detail within the red bounding box in the right "
     "image is: {label_right}. What is their difference? Answer with a few concise sentences."
 )
+DIFFERENCE_CAPTION_PROMPTS = {
+    "reference": DIFFERENCE_CAPTION_PROMPT,
+    "corrected": DIFFERENCE_CAPTION_PROMPT.replace("Analyse the the left", "Analyse the left"),
+    # Data-Juicer's wording: one "the", and no "while"
+    "dj": DIFFERENCE_CAPTION_PROMPT.replace("Analyse the the left", "Analyse the left").replace(
+        ", while the detail", ", the detail"
+    ),
+}
+# The question of the reference's training record (one per box), verbatim.
+TRAINING_QUESTION = (
+    "Analyse the the left image and the right image (separated by the black vertical bar). What is the difference "
+    "between the red bounding box area in each image? Answer the question in a few concise sentences."
+)
 
 
 def region_label_prompt(box: Box, width: int, height: int) -> str:
     return REGION_LABEL_PROMPT.format(box=normalised_box(box, width, height))
 
 
-def difference_caption_prompt(label_left: str, label_right: str) -> str:
-    return DIFFERENCE_CAPTION_PROMPT.format(label_left=label_left, label_right=label_right)
+def difference_caption_prompt(label_left: str, label_right: str, wording: str = "reference") -> str:
+    return DIFFERENCE_CAPTION_PROMPTS[wording].format(label_left=label_left, label_right=label_right)

@@ -7,8 +7,6 @@ from spotdiff.imgdiff.areas import (
     area_decision,
     candidates,
     crop_box,
-    label_box_decision,
-    label_decision,
     pair_window,
     select_areas,
     text_match_crops,
@@ -117,17 +115,6 @@ class TestSelectAreas:
 
     def test_nothing_to_select(self) -> None:
         assert select_areas([], [], iou_threshold=0.5, max_boxes=10) == []
-
-
-def test_small_boxes_are_not_labelled() -> None:
-    assert not label_box_decision(box(0, 0, 10, 10), 1024, 1024, min_area_fraction=1 / 400).keep
-    assert label_box_decision(box(0, 0, 60, 60), 1024, 1024, min_area_fraction=1 / 400).keep
-
-
-def test_labels_must_differ_and_match_their_crops() -> None:
-    assert label_decision(0.5, 0.4, 0.4, cosine_max=0.85, match_min=0.35).keep
-    assert label_decision(0.9, 0.4, 0.4, cosine_max=0.85, match_min=0.35).reason == "labels_alike"
-    assert label_decision(0.5, 0.4, 0.3, cosine_max=0.85, match_min=0.35).reason == "label_does_not_match_crop"
 
 
 @pytest.mark.parametrize("semantics", ["orig", "dj"])

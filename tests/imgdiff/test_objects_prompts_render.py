@@ -60,3 +60,17 @@ def test_side_by_side_has_a_20_pixel_black_bar() -> None:
     assert joined.getpixel((29, 5)) == (255, 255, 255)
     assert all(joined.getpixel((x, 5)) == (0, 0, 0) for x in range(30, 50))
     assert joined.getpixel((50, 5)) == (0, 255, 0)
+
+
+def test_difference_prompt_wordings() -> None:
+    from spotdiff.imgdiff.prompts import TRAINING_QUESTION
+
+    corrected = difference_caption_prompt("a dog", "a cat", "corrected")
+    assert corrected.startswith("Analyse the left image and") and ", while the detail" in corrected
+    dj = difference_caption_prompt("a dog", "a cat", "dj")
+    assert dj == (
+        "Analyse the left image and the right image (separated by the black vertical bar). The detail within the "
+        "red bounding box in the left image is: a dog, the detail within the red bounding box in the right image "
+        "is: a cat. What is their difference? Answer with a few concise sentences."
+    )
+    assert TRAINING_QUESTION.startswith("Analyse the the left image") and TRAINING_QUESTION.endswith("sentences.")
