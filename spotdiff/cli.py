@@ -55,6 +55,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from spotdiff.exports import export
+
+    written = export(Path(args.dir), args.format, Path(args.out) if args.out else None)
+    print(written)
+    return 0
+
+
 def cmd_serve_service(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -88,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="exit 2 when any input line was skipped")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    exporter = commands.add_parser("export", help="write a run's samples in a training format")
+    exporter.add_argument("dir", help="a run's output directory (samples.jsonl, images/)")
+    exporter.add_argument("--format", required=True, choices=["llava", "dj", "jsonl", "parquet"])
+    exporter.add_argument("--out", help="where to write (default DIR/exports/FORMAT)")
+    exporter.set_defaults(func=cmd_export)
 
     serve = commands.add_parser("serve-service", help="serve one model service over HTTP")
     serve.add_argument("name", choices=SERVICE_NAMES)
