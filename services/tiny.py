@@ -12,7 +12,7 @@ import tempfile
 from importlib import import_module
 from pathlib import Path
 
-FORMAT_VERSION = "spotdiff-tiny-v2"  # bump when any builder's output changes
+FORMAT_VERSION = "spotdiff-tiny-v3"  # bump when any builder's output changes
 MARKER_FILE = "COMPLETE"
 
 SAM_CHECKPOINT_FILE = "sam_tiny.pth"  # what services.regions.tiny.build writes
@@ -26,6 +26,7 @@ BUILDERS = {
     "blip": "services.similarity.tiny:build_blip",
     "sam": "services.regions.tiny:build",
     "llava_next": "services.captioning.tiny:build",
+    "qwen2_vl": "services.captioning.tiny:build_qwen2_vl",
 }
 
 
