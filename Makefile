@@ -37,7 +37,7 @@ bench: models
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy spotdiff services
+	$(BIN)/mypy spotdiff services workers gateway
 
 clean:
 	rm -rf $(VENV) .cache out

@@ -121,6 +121,34 @@ class PipelineSettings(BaseModel):
     )
 
 
+class GatewaySettings(BaseModel):
+    """The public API: who may call it and how much one job may ask."""
+
+    api_keys: list[str] = Field(
+        default_factory=list, description="sha256 hex digests of the accepted API keys (never the keys themselves)"
+    )
+    max_pairs_per_job: int = Field(default=1000, ge=1)
+    max_request_bytes: int = Field(default=8 * 2**20, ge=1024)
+
+
+class WorkerSettings(BaseModel):
+    """How the Celery workers reach the services and retry them."""
+
+    service_urls: dict[str, str] = Field(
+        default_factory=lambda: {
+            "generation": "http://127.0.0.1:8101",
+            "similarity": "http://127.0.0.1:8102",
+            "regions": "http://127.0.0.1:8103",
+            "captioning": "http://127.0.0.1:8104",
+        }
+    )
+    service_token: SecretStr | None = None
+    max_retries: int = Field(default=6, ge=0, description="task retries of a pair whose services stay unavailable")
+    retry_backoff_s: float = Field(default=2.0, gt=0)
+    visibility_timeout_s: int = Field(default=3600, ge=60, description="above the longest pair: no double runs")
+    result_expires_s: int = Field(default=3600, ge=60)
+
+
 def _tiny_profile(tiny_dir: Path) -> dict[str, Any]:
     """What the tiny profile changes: its checkpoints, small sizes, thresholds random weights can pass."""
     return {
@@ -182,6 +210,9 @@ class Settings(BaseSettings):
     profile: Profile = "tiny"
     tiny_dir: Path = Field(default_factory=default_tiny_dir)
     storage_url: str = Field(default="out", description="artifact store root: a directory or s3://bucket/prefix")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker and job store")
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     similarity: SimilaritySettings = Field(default_factory=SimilaritySettings)
     regions: RegionsSettings = Field(default_factory=RegionsSettings)

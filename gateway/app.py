@@ -1,0 +1,73 @@
+"""The gateway app: jobs, health, readiness (Redis and every service), metrics, one error envelope."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from gateway.deps import SettingsDep, StoreDep
+from gateway.jobs import router as jobs_router
+from services.kit.app import MetricsMiddleware, RequestLimitMiddleware
+from services.kit.errors import install_error_handlers
+from services.kit.metrics import ServiceMetrics
+from spotdiff.settings import Settings
+from workers.celery_app import create_celery
+from workers.jobstore import JobStore
+
+health = APIRouter()
+
+
+@health.get("/healthz", summary="the process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz", summary="Redis answers and every model service is ready")
+async def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        await run_in_threadpool(store.redis.ping)
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"unreachable: {type(exc).__name__}"
+
+    async def probe(name: str, url: str, client: httpx.AsyncClient) -> None:
+        try:
+            answer = await client.get(f"{url}/readyz", timeout=2)
+            checks[name] = "ok" if answer.status_code == 200 else f"not ready ({answer.status_code})"
+        except httpx.HTTPError as exc:
+            checks[name] = f"unreachable: {type(exc).__name__}"
+
+    async with httpx.AsyncClient() as client:
+        await asyncio.gather(*(probe(n, u, client) for n, u in settings.worker.service_urls.items()))
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503)
+
+
+def create_app(settings: Settings | None = None, store: JobStore | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="spotdiff",
+        version="0.1.0",
+        description="Img-Diff difference samples as a service: submit caption pairs, collect samples.",
+    )
+    app.state.settings = settings
+    app.state.store = store or JobStore.from_url(settings.redis_url, settings.storage_url)
+    app.state.celery = create_celery(settings)  # a producer only: tasks go to this settings' Redis
+    metrics = ServiceMetrics("gateway")
+    install_error_handlers(app)
+    app.include_router(health)
+    app.include_router(jobs_router)
+
+    @app.get("/metrics", summary="Prometheus text format")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(RequestLimitMiddleware, max_bytes=settings.gateway.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,150 @@
+"""Jobs end to end: the gateway in this process, Celery on real Redis, services as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from gateway.app import create_app
+from gateway.deps import hash_key
+from spotdiff.settings import Settings
+from workers.jobstore import JobStore
+
+from .conftest import KEYS, REDIS_URL
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "caption_pairs.jsonl"
+
+
+def example_pairs() -> list[dict]:
+    return [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
+
+
+def auth(who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[who]}"}
+
+
+@pytest_asyncio.fixture(scope="module")
+async def gateway(stack: dict) -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(
+        profile="tiny",
+        redis_url=REDIS_URL,
+        storage_url=str(stack["storage"]),
+        gateway={"api_keys": [hash_key(key) for key in KEYS.values()]},
+        worker={"service_urls": stack["urls"]},
+    )
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        yield client
+
+
+async def wait_done(client: httpx.AsyncClient, job_id: str, who: str = "alice", timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = (await client.get(f"/v1/jobs/{job_id}", headers=auth(who))).json()
+        if status["state"] in ("done", "cancelled"):
+            return status
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish: {status}")
+
+
+async def test_a_job_runs_to_the_end_and_exports(gateway: httpx.AsyncClient) -> None:
+    pairs = example_pairs()
+    created = await gateway.post("/v1/jobs", json={"pairs": pairs}, headers=auth("alice"))
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+    status = await wait_done(gateway, job_id)
+    assert status["state"] == "done" and status["done"] == status["total"] == len(pairs)
+    assert status["accepted"] + status["rejected"] == len(pairs) and status["accepted"] >= 1
+    assert sum(status["funnel"].values()) == len(pairs)
+
+    page = (await gateway.get(f"/v1/jobs/{job_id}/samples", params={"limit": 4}, headers=auth("alice"))).json()
+    assert page["total"] == len(pairs) and len(page["items"]) == 4 and page["next_offset"] == 4
+
+    export = await gateway.get(f"/v1/jobs/{job_id}/export", params={"format": "llava"}, headers=auth("alice"))
+    assert export.status_code == 200 and export.headers["content-type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(export.content))
+    records = json.loads(archive.read("llava.json"))
+    assert records and all(f"{r['path']}_0.jpg" in archive.namelist() for r in records)
+    assert len({(r["path"]) for r in records}) == len(records)  # no sample twice
+
+    events = []
+    async with gateway.stream("GET", f"/v1/jobs/{job_id}/events", headers=auth("alice")) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("event: "):
+                events.append(line.removeprefix("event: "))
+    assert events[0] == "created" and events[-1] == "done" and events.count("pair") == len(pairs)
+
+
+async def test_keys_guard_jobs(gateway: httpx.AsyncClient) -> None:
+    body = {"pairs": example_pairs()[:1]}
+    assert (await gateway.post("/v1/jobs", json=body)).status_code == 401
+    assert (await gateway.post("/v1/jobs", json=body, headers={"Authorization": "Bearer nope"})).status_code == 401
+    job_id = (await gateway.post("/v1/jobs", json=body, headers=auth("alice"))).json()["id"]
+    assert (await gateway.get(f"/v1/jobs/{job_id}", headers=auth("bob"))).status_code == 403
+    assert (await gateway.get("/v1/jobs/nothing-here", headers=auth("bob"))).status_code == 404
+
+
+async def test_put_is_idempotent(gateway: httpx.AsyncClient) -> None:
+    body = {"pairs": example_pairs()[:2]}
+    first = await gateway.put("/v1/jobs/my-batch-1", json=body, headers=auth("alice"))
+    again = await gateway.put("/v1/jobs/my-batch-1", json=body, headers=auth("alice"))
+    assert (first.status_code, again.status_code) == (201, 200) and again.json()["id"] == "my-batch-1"
+    other = await gateway.put("/v1/jobs/my-batch-1", json={"pairs": example_pairs()[2:3]}, headers=auth("alice"))
+    assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+    assert (await gateway.put("/v1/jobs/my-batch-1", json=body, headers=auth("bob"))).status_code == 403
+    status = await wait_done(gateway, "my-batch-1")
+    assert status["done"] == 2  # submitted twice, run once
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"pairs": []}, "invalid_request"),
+        ({"pairs": [{"id": "a", "source": "", "target": "A cat"}]}, "invalid_request"),
+        ({"pairs": [{"id": "a", "source": "A dog", "target": "a dog"}]}, "invalid_request"),
+        ({"pairs": [{"id": "a", "source": "x" * 2000, "target": "A cat"}]}, "invalid_request"),
+        ({"pairs": [{"id": "a", "source": "A dog", "target": "A cat", "colour": 1}]}, "invalid_request"),
+        ({"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}] * 2}, "invalid_request"),
+        (
+            {"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}], "settings": {"semantics": "x"}},
+            "invalid_settings",
+        ),
+        (
+            {"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}], "settings": {"nonsense": 1}},
+            "invalid_settings",
+        ),
+    ],
+)
+async def test_bad_jobs_are_422(gateway: httpx.AsyncClient, body: dict, code: str) -> None:
+    response = await gateway.post("/v1/jobs", json=body, headers=auth("alice"))
+    assert response.status_code == 422 and response.json()["error"]["code"] == code
+
+
+async def test_cancel_stops_a_job(gateway: httpx.AsyncClient) -> None:
+    pairs = [{**pair, "id": f"c{index}"} for index, pair in enumerate(example_pairs() * 3)]
+    job_id = (await gateway.post("/v1/jobs", json={"pairs": pairs}, headers=auth("alice"))).json()["id"]
+    cancelled = await gateway.delete(f"/v1/jobs/{job_id}", headers=auth("alice"))
+    assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
+    await asyncio.sleep(3)
+    status = (await gateway.get(f"/v1/jobs/{job_id}", headers=auth("alice"))).json()
+    assert status["state"] == "cancelled" and status["done"] < len(pairs)
+
+
+async def test_redis_losing_a_job_is_recovered_from_the_store(gateway: httpx.AsyncClient, stack: dict) -> None:
+    job_id = (await gateway.post("/v1/jobs", json={"pairs": example_pairs()[:3]}, headers=auth("alice"))).json()["id"]
+    before = await wait_done(gateway, job_id)
+    store = JobStore.from_url(REDIS_URL, str(stack["storage"]))
+    for key in store.redis.keys(f"spotdiff:job:{job_id}*"):
+        store.redis.delete(key)
+    after = (await gateway.get(f"/v1/jobs/{job_id}", headers=auth("alice"))).json()
+    assert (after["done"], after["accepted"], after["state"]) == (before["done"], before["accepted"], "done")
+    assert after["funnel"] == before["funnel"]
