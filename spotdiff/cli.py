@@ -75,6 +75,84 @@ def cmd_serve_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Gateway, the four services (this process) and a Celery worker (a child process) on the local Redis."""
+    import json
+    import subprocess
+
+    settings = _settings(args)
+    ensure_tiny_models(settings)
+    urls = {name: f"http://{args.host}:{args.services_port + i}" for i, name in enumerate(SERVICE_NAMES)}
+    settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"service_urls": urls})})
+    env = {
+        **os.environ,
+        "SPOTDIFF_WORKER__SERVICE_URLS": json.dumps(urls),
+        "SPOTDIFF_PROFILE": settings.profile,
+        "SPOTDIFF_TINY_DIR": str(settings.tiny_dir),
+        "SPOTDIFF_REDIS_URL": settings.redis_url,
+        "SPOTDIFF_STORAGE_URL": settings.storage_url,
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "--concurrency",
+            str(args.workers),
+            "--loglevel",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+    )
+    try:
+        asyncio.run(_serve_all(settings, args.host, args.port, args.services_port, args.log_level))
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    return 0
+
+
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGTERM if this process dies, even by SIGKILL, so no worker is left behind."""
+    import contextlib
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def _serve_all(settings: Settings, host: str, port: int, services_port: int, log_level: str) -> None:
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    from gateway.app import create_app as create_gateway
+    from services.registry import create_app
+
+    apps = [(create_gateway(settings), port)]
+    apps += [(create_app(name, settings), services_port + i) for i, name in enumerate(SERVICE_NAMES)]
+    servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level=log_level)) for app, p in apps]
+    for server in servers:  # one handler for all five servers: each would otherwise take the signal for itself
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop)
+    print(f"spotdiff: gateway on http://{host}:{port} (services from port {services_port})", file=sys.stderr)
+    await asyncio.gather(*(server.serve() for server in servers))
+
+
 def cmd_models_tiny(args: argparse.Namespace) -> int:
     from services.tiny import build_all
 
@@ -110,6 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", choices=["tiny", "reference"])
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve_service)
+
+    stack = commands.add_parser("serve", help="gateway + the four services + a Celery worker, on the local Redis")
+    stack.add_argument("--host", default="127.0.0.1")
+    stack.add_argument("--port", type=int, default=8000, help="the gateway's port")
+    stack.add_argument("--services-port", type=int, default=8101, help="the first of four service ports")
+    stack.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    stack.add_argument("--profile", choices=["tiny", "reference"])
+    stack.add_argument("--log-level", default="warning")
+    stack.set_defaults(func=cmd_serve)
 
     models = commands.add_parser("models", help="model checkpoints")
     model_commands = models.add_subparsers(dest="models_command", required=True)
