@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 from fastapi import APIRouter, FastAPI
@@ -18,6 +19,8 @@ from services.kit.metrics import ServiceMetrics
 from spotdiff.settings import Settings
 from workers.celery_app import create_celery
 from workers.jobstore import JobStore
+
+log = logging.getLogger("spotdiff.gateway")
 
 health = APIRouter()
 

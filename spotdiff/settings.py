@@ -129,6 +129,7 @@ class GatewaySettings(BaseModel):
     )
     max_pairs_per_job: int = Field(default=1000, ge=1)
     max_request_bytes: int = Field(default=8 * 2**20, ge=1024)
+    reconcile_interval_s: float = Field(default=30.0, gt=0, description="how often lost jobs are looked for")
 
 
 class WorkerSettings(BaseModel):

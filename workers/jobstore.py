@@ -61,7 +61,7 @@ class JobStore:
         return [self.record(job_id, pair.id) for pair in manifest.request.pairs if self.has_record(job_id, pair.id)]
 
     # Redis: progress
-    def _key(self, job_id: str, part: str = "") -> str:
+    def key(self, job_id: str, part: str = "") -> str:
         return f"{PREFIX}{job_id}{':' + part if part else ''}"
 
     def create(self, manifest: JobManifest) -> None:
@@ -73,7 +73,7 @@ class JobStore:
     def _reset(self, manifest: JobManifest, *, done: int, accepted: int, state: JobState) -> None:
         now = time.time()
         self.redis.hset(
-            self._key(manifest.id),
+            self.key(manifest.id),
             mapping={
                 "state": state.value,
                 "total": len(manifest.request.pairs),
@@ -95,52 +95,54 @@ class JobStore:
         return self.count(job_id, self.record(job_id, record.pair_id))
 
     def count(self, job_id: str, record: SampleRecord) -> bool:
-        if not self.redis.sadd(self._key(job_id, "counted"), record.pair_id):
+        if not self.redis.sadd(self.key(job_id, "counted"), record.pair_id):
             return False  # already counted: a redelivered task
         accepted = record.status is SampleStatus.ACCEPTED
         pipe = self.redis.pipeline()
-        pipe.hincrby(self._key(job_id), "done", 1)
-        pipe.hincrby(self._key(job_id), "accepted" if accepted else "rejected", 1)
-        pipe.hincrby(self._key(job_id, "funnel"), funnel_key(record), 1)
-        pipe.hset(self._key(job_id), "updated", time.time())
+        pipe.hincrby(self.key(job_id), "done", 1)
+        pipe.hincrby(self.key(job_id), "accepted" if accepted else "rejected", 1)
+        pipe.hincrby(self.key(job_id, "funnel"), funnel_key(record), 1)
+        pipe.hset(self.key(job_id), "updated", time.time())
         pipe.execute()
         self.event(
             job_id,
             {"type": "pair", "pair_id": record.pair_id, "status": record.status.value, "reason": funnel_key(record)},
         )
-        state = self.redis.hget(self._key(job_id), "state")
+        state = self.redis.hget(self.key(job_id), "state")
         if state == JobState.QUEUED.value:
-            self.redis.hset(self._key(job_id), "state", JobState.RUNNING.value)
-        done, total = (int(v or 0) for v in self.redis.hmget(self._key(job_id), ["done", "total"]))
+            self.redis.hset(self.key(job_id), "state", JobState.RUNNING.value)
+        done, total = (int(v or 0) for v in self.redis.hmget(self.key(job_id), ["done", "total"]))
         if done >= total and state != JobState.CANCELLED.value:
-            self.redis.hset(self._key(job_id), "state", JobState.DONE.value)
+            self.redis.hset(self.key(job_id), "state", JobState.DONE.value)
             self.event(job_id, {"type": "done"})
         return True
 
     def event(self, job_id: str, fields: dict[str, Any]) -> None:
         values = {key: str(value) for key, value in fields.items()}
-        self.redis.xadd(self._key(job_id, "events"), values, maxlen=EVENTS_MAXLEN, approximate=True)
+        self.redis.xadd(self.key(job_id, "events"), values, maxlen=EVENTS_MAXLEN, approximate=True)
 
     def events(self, job_id: str, after: str = "0", block_ms: int = 1000) -> list[tuple[str, dict[str, str]]]:
-        answer = self.redis.xread({self._key(job_id, "events"): after}, block=block_ms, count=100)
+        answer = self.redis.xread({self.key(job_id, "events"): after}, block=block_ms, count=100)
         return [(event_id, fields) for _, entries in answer for event_id, fields in entries]
 
     def cancel(self, job_id: str) -> None:
-        self.redis.hset(self._key(job_id), mapping={"state": JobState.CANCELLED.value, "updated": time.time()})
+        self.redis.hset(self.key(job_id), mapping={"state": JobState.CANCELLED.value, "updated": time.time()})
         self.event(job_id, {"type": "cancelled"})
 
     def is_cancelled(self, job_id: str) -> bool:
-        return bool(self.redis.hget(self._key(job_id), "state") == JobState.CANCELLED.value)
+        return bool(self.redis.hget(self.key(job_id), "state") == JobState.CANCELLED.value)
+
+    def lost(self, job_id: str) -> bool:
+        """Redis has no (complete) progress for this job: it was flushed or restarted since the job began."""
+        return not self.redis.hexists(self.key(job_id), "total")
 
     def status(self, job_id: str) -> JobStatus | None:
-        values = self.redis.hgetall(self._key(job_id))
-        if not values:
-            manifest = self.manifest(job_id)
-            if manifest is None:
-                return None
-            self.reconcile(job_id)
-            values = self.redis.hgetall(self._key(job_id))
-        funnel = {key: int(value) for key, value in self.redis.hgetall(self._key(job_id, "funnel")).items()}
+        """Progress from Redis; when Redis lost it, the same numbers read from the store (nothing written:
+        restoring the job, queue included, is the reconciler's work)."""
+        values = self.redis.hgetall(self.key(job_id))
+        if "total" not in values:
+            return self._status_from_store(job_id)
+        funnel = {key: int(value) for key, value in self.redis.hgetall(self.key(job_id, "funnel")).items()}
         return JobStatus(
             id=job_id,
             state=JobState(values["state"]),
@@ -153,8 +155,27 @@ class JobStore:
             updated=float(values["updated"]),
         )
 
+    def _status_from_store(self, job_id: str) -> JobStatus | None:
+        manifest = self.manifest(job_id)
+        if manifest is None:
+            return None
+        records = self.records(job_id)
+        funnel = Counter(funnel_key(record) for record in records)
+        total = len(manifest.request.pairs)
+        return JobStatus(
+            id=job_id,
+            state=JobState.DONE if len(records) >= total else JobState.RUNNING,
+            total=total,
+            done=len(records),
+            accepted=funnel.get("accepted", 0),
+            rejected=len(records) - funnel.get("accepted", 0),
+            funnel=dict(funnel),
+            created=manifest.created,
+            updated=time.time(),
+        )
+
     def owner(self, job_id: str) -> str | None:
-        owner = self.redis.hget(self._key(job_id), "owner")
+        owner = self.redis.hget(self.key(job_id), "owner")
         if owner is None:
             manifest = self.manifest(job_id)
             return None if manifest is None else manifest.owner
@@ -170,10 +191,10 @@ class JobStore:
         funnel = Counter(funnel_key(record) for record in records)
         accepted = funnel.get("accepted", 0)
         pipe = self.redis.pipeline()
-        pipe.delete(self._key(job_id, "counted"), self._key(job_id, "funnel"))
+        pipe.delete(self.key(job_id, "counted"), self.key(job_id, "funnel"))
         if records:
-            pipe.sadd(self._key(job_id, "counted"), *(record.pair_id for record in records))
-            pipe.hset(self._key(job_id, "funnel"), mapping=dict(funnel))
+            pipe.sadd(self.key(job_id, "counted"), *(record.pair_id for record in records))
+            pipe.hset(self.key(job_id, "funnel"), mapping=dict(funnel))
         pipe.execute()
         total = len(manifest.request.pairs)
         state = JobState.CANCELLED if cancelled else JobState.DONE if len(records) >= total else JobState.RUNNING

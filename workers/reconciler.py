@@ -1,0 +1,32 @@
+"""Finish jobs whose progress Redis lost: rebuild it from the artifact store and re-enqueue missing pairs.
+
+Redis holds the queue and the counters; the artifact store holds every job's manifest and finished records.
+When Redis restarts empty (or is flushed), queued tasks are gone too, so for each job the store knows and
+Redis does not, the reconciler rebuilds the counters from the records and enqueues the pairs that have no
+record yet. Tasks are idempotent, so a pair enqueued twice still yields one record.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from workers.celery_app import PAIR_QUEUE, PAIR_TASK
+from workers.jobstore import JobStore
+
+log = logging.getLogger("spotdiff.reconciler")
+
+
+def reconcile_lost_jobs(store: JobStore, celery: Celery) -> dict[str, int]:
+    """Jobs in the store with no state in Redis: restored; returns how many pairs each got re-enqueued."""
+    restored: dict[str, int] = {}
+    for job_id in store.job_ids():
+        if not store.lost(job_id) or store.manifest(job_id) is None:
+            continue
+        missing = store.reconcile(job_id)
+        for pair in missing:
+            celery.send_task(PAIR_TASK, args=(job_id, pair.model_dump_json()), queue=PAIR_QUEUE)
+        restored[job_id] = len(missing)
+        log.warning("job %s: progress rebuilt from the store, %d pairs re-enqueued", job_id, len(missing))
+    return restored
