@@ -1,0 +1,13 @@
+# The light image: gateway and Celery workers. No torch, no model libraries: it starts fast and stays small.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY spotdiff ./spotdiff
+COPY services ./services
+COPY gateway ./gateway
+COPY workers ./workers
+RUN pip install --no-cache-dir .
+USER 1000
+EXPOSE 8000
+CMD ["uvicorn", "--factory", "gateway.app:create_app", "--host", "0.0.0.0", "--port", "8000"]
