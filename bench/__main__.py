@@ -1,6 +1,6 @@
 """Run every benchmark: ``python -m bench`` (``make bench``)."""
 
-from bench import batching, p2p, regions
+from bench import batching, orchestration, p2p, regions
 from bench.synthetic import __main__ as synthetic
 
 if __name__ == "__main__":
@@ -8,3 +8,4 @@ if __name__ == "__main__":
     p2p.main([])
     regions.main([])
     synthetic.main([])
+    orchestration.main([])
