@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from services.launch import free_port, start_services, stop, wait_ready, worker_command
 from spotdiff.settings import SERVICE_NAMES, Settings
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -30,15 +30,6 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "caption_pairs.jsonl"
 def pairs(count: int) -> list[dict]:
     examples = [json.loads(line) for line in EXAMPLES.read_text().splitlines()]
     return [{**examples[i % len(examples)], "id": f"p{i:03d}", "seed": i} for i in range(count)]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def embedded(settings: Settings, items: list[dict], folder: Path) -> float:
@@ -67,56 +58,10 @@ async def distributed(settings: Settings, items: list[dict], folder: Path) -> fl
         "SPOTDIFF_STORAGE_URL": str(folder / "store"),
         "SPOTDIFF_WORKER__SERVICE_URLS": json.dumps(urls),
     }
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spotdiff.cli",
-                "serve-service",
-                name,
-                "--port",
-                url.rsplit(":", 1)[1],
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, url in urls.items()
-    ]
-    processes.append(
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--concurrency",
-                "8",
-                "--loglevel",
-                "warning",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    )
+    processes = start_services(urls, env)
+    processes.append(subprocess.Popen(worker_command(8), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
-        for url in urls.values():
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.2)
+        await asyncio.to_thread(wait_ready, urls)
         config = settings.model_copy(
             update={
                 "redis_url": REDIS_URL,
@@ -137,10 +82,7 @@ async def distributed(settings: Settings, items: list[dict], folder: Path) -> fl
             await job([{**item, "id": "warm-" + item["id"]} for item in items])  # warm-up pass
             return await job(items)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=60)
+        stop(processes, timeout=60)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -92,23 +92,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "SPOTDIFF_REDIS_URL": settings.redis_url,
         "SPOTDIFF_STORAGE_URL": settings.storage_url,
     }
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "--concurrency",
-            str(args.workers),
-            "--loglevel",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=env,
-    )
+    from services.launch import worker_command
+
+    worker = subprocess.Popen(worker_command(args.workers), env=env, preexec_fn=_die_with_parent)
     try:
         asyncio.run(_serve_all(settings, args.host, args.port, args.services_port, args.log_level))
     finally:

@@ -3,7 +3,6 @@
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,16 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from services.launch import free_port
 from services.similarity.protocol import CosineRequest, Operand, ScorePair
 from spotdiff.clients import SimilarityClient
 from spotdiff.settings import SERVICE_NAMES
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_each_service_serves_alone(tiny_dir: Path) -> None:

@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
+from services.launch import free_port, start_services, stop, wait_ready, worker_command
 from spotdiff.settings import SERVICE_NAMES
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 KEYS = {"alice": "alice-secret-key", "bob": "bob-secret-key"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
@@ -54,64 +44,14 @@ def stack(tiny_dir: Path, redis_db: redis.Redis, tmp_path_factory: pytest.TempPa
         "SPOTDIFF_WORKER__SERVICE_URLS": json.dumps(urls),
         "SPOTDIFF_WORKER__RETRY_BACKOFF_S": "0.5",
     }
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spotdiff.cli",
-                "serve-service",
-                name,
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, port in ports.items()
-    ]
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "warning",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    processes = start_services(urls, env)
+    worker = subprocess.Popen(worker_command(2), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     processes.append(worker)
     try:
-        deadline = time.monotonic() + 180
-        for url in urls.values():
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{url} never became ready")
-                time.sleep(0.2)
+        try:
+            wait_ready(urls)
+        except TimeoutError as exc:
+            pytest.fail(str(exc))
         yield {"env": env, "urls": urls, "storage": storage, "worker": worker}
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)

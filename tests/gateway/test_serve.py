@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from .conftest import free_port
+from services.launch import free_port
 
 ROOT = Path(__file__).parents[2]
 
