@@ -22,10 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from gateway.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
 from services.kit.errors import ERROR_RESPONSES, ServiceError
 from spotdiff.exports import EXPORTERS
+from spotdiff.pipeline import STEPS
 from spotdiff.protocol import CaptionPair, SampleRecord
 from spotdiff.protocol.jobs import JobCreated, JobManifest, JobRequest, JobState, JobStatus
 from spotdiff.settings import PipelineSettings, Settings
-from workers.celery_app import PAIR_QUEUE, PAIR_TASK
+from workers.celery_app import send_step
 from workers.jobstore import JobStore
 
 JobId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
@@ -55,10 +56,12 @@ def _check(request: JobRequest, settings: Settings) -> None:
         raise ServiceError(422, "invalid_settings", f"unknown pipeline settings: {', '.join(sorted(unknown))}")
 
 
-def enqueue(celery: Celery, job_id: str, pairs: Sequence[CaptionPair]) -> None:
-    """One task per pair on the pair queue; the task is idempotent, so enqueuing twice is harmless."""
+def enqueue(celery: Celery, store: JobStore, job_id: str, pairs: Sequence[CaptionPair]) -> None:
+    """Each pair's first step on its queue; each step enqueues the next. Tasks are idempotent, so enqueuing
+    twice is harmless."""
+    store.entered(job_id, {pair.id: STEPS[0] for pair in pairs})
     for pair in pairs:
-        celery.send_task(PAIR_TASK, args=(job_id, pair.model_dump_json()), queue=PAIR_QUEUE)
+        send_step(celery, job_id, pair.model_dump_json(), STEPS[0])
 
 
 def _submit(job_id: str, request: JobRequest, owner: str, store: JobStore, celery: Celery) -> JobCreated:
@@ -66,7 +69,7 @@ def _submit(job_id: str, request: JobRequest, owner: str, store: JobStore, celer
         id=job_id, owner=owner, request=request, fingerprint=request.fingerprint(), created=time.time()
     )
     store.create(manifest)
-    enqueue(celery, job_id, request.pairs)
+    enqueue(celery, store, job_id, request.pairs)
     return JobCreated(id=job_id, state=JobState.QUEUED, total=len(request.pairs))
 
 
@@ -87,7 +90,13 @@ async def create_job(
     return await run_in_threadpool(_submit, uuid.uuid4().hex, request, owner, store, celery)
 
 
-@router.put("/{job_id}", response_model=JobCreated, summary="submit under your own id (idempotent)")
+@router.put(
+    "/{job_id}",
+    status_code=201,
+    response_model=JobCreated,
+    summary="submit under your own id (idempotent)",
+    responses={200: {"model": JobCreated, "description": "the job already exists with this body"}},
+)
 async def put_job(
     job_id: JobId, request: JobRequest, owner: OwnerDep, settings: SettingsDep, store: StoreDep, celery: CeleryDep
 ) -> JSONResponse:
@@ -161,7 +170,21 @@ async def job_events(job_id: JobId, owner: OwnerDep, store: StoreDep) -> Streami
     return StreamingResponse(stream(), media_type="text/event-stream")
 
 
-@router.get("/{job_id}/export", summary="the job's samples in a training format (zip when it has images)")
+@router.get(
+    "/{job_id}/export",
+    summary="the job's samples in a training format (zip when it has images)",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "llava and dj: a zip of records and boxed images; jsonl; parquet",
+            "content": {
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                "application/jsonl": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
 async def job_export(
     job_id: JobId, owner: OwnerDep, store: StoreDep, format: Literal["llava", "dj", "jsonl", "parquet"]
 ) -> Response:

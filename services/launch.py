@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 def worker_command(concurrency: int, loglevel: str = "warning") -> list[str]:
-    """A Celery worker on the pair queue (the app reads its broker from SPOTDIFF_REDIS_URL)."""
+    """A Celery worker on every step queue (the app reads its broker from SPOTDIFF_REDIS_URL)."""
     return [
         sys.executable,
         "-m",

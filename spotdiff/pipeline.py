@@ -1,7 +1,10 @@
 """The pipeline of one caption pair, stage by stage (DESIGN.md), over the four service clients.
 
 Services compute scores; `spotdiff.imgdiff` decides; this module only composes the two and records what
-happened. The embedded run and the distributed workers run this same code.
+happened. The embedded run and the distributed workers run this same code: the embedded run takes a pair
+through every step in one process (`PairPipeline.run`), a worker takes it through one step per task
+(`PairPipeline.step`) and keeps the pair's `PairRun` in the artifact store between steps. A `PairRun` is
+plain JSON; its images travel as content keys of the store and are decoded again where a step needs them.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import base64
 import io
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+from pydantic import BaseModel, Field, PrivateAttr
 
 import spotdiff
 from services.captioning.protocol import CaptionRequest
@@ -85,23 +89,37 @@ class Area:
 
 
 @dataclass
-class PairRun:
-    """What is known about one pair so far; turned into a `SampleRecord` at the end, whatever happened."""
+class Pictures:
+    """A pair's two images, decoded (for the weight-free stages and rendering) and as base64 PNG (for services)."""
+
+    images: tuple[Image.Image, Image.Image]
+    encoded: tuple[str, str]
+
+    @classmethod
+    def from_png(cls, source: bytes, target: bytes) -> Pictures:
+        decoded = (Image.open(io.BytesIO(source)).convert("RGB"), Image.open(io.BytesIO(target)).convert("RGB"))
+        return cls(decoded, (base64.b64encode(source).decode("ascii"), base64.b64encode(target).decode("ascii")))
+
+
+class PairRun(BaseModel):
+    """What is known about one pair so far: JSON between the steps of a distributed run, and turned into a
+    `SampleRecord` at the end, whatever happened."""
 
     pair: CaptionPair
     stage: Stage = Stage.OBJECTS
-    source_objects: list[str] = field(default_factory=list)
-    target_objects: list[str] = field(default_factory=list)
+    source_objects: list[str] = Field(default_factory=list)
+    target_objects: list[str] = Field(default_factory=list)
     seed: int | None = None
     params: GenerationParams | None = None
-    images: tuple[Image.Image, Image.Image] | None = None
-    images_b64: tuple[str, str] | None = None
     image_keys: tuple[str, str] | None = None
+    size: tuple[int, int] | None = None
     pair_cosine: float | None = None
     proposals: int | None = None
-    areas: list[Area] = field(default_factory=list)
-    regions: list[Region] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    candidates: list[Candidate] = Field(default_factory=list)
+    areas: list[Area] = Field(default_factory=list)
+    regions: list[Region] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+    _pictures: Pictures | None = PrivateAttr(default=None)
 
     @contextmanager
     def timed(self, stage: Stage) -> Iterator[None]:
@@ -112,10 +130,23 @@ class PairRun:
         finally:
             self.timings[f"{stage.value}_s"] = round(time.perf_counter() - started, 4)
 
-    @property
-    def size(self) -> tuple[int, int]:
-        assert self.images is not None
-        return self.images[0].size
+
+#: The steps of a pair, in order; a distributed run gives each its own task and queue. The first step also
+#: finds the changed objects: that stage is pure and takes microseconds, not worth a queue of its own.
+STEPS: tuple[Stage, ...] = (
+    Stage.GENERATE,
+    Stage.PAIR_FILTER,
+    Stage.PROPOSALS,
+    Stage.DIFFERENCE_AREAS,
+    Stage.REGION_LABELS,
+    Stage.DIFFERENCE_CAPTION,
+)
+
+
+def next_step(step: Stage) -> Stage | None:
+    """The step after ``step``, or None after the last."""
+    index = STEPS.index(step)
+    return STEPS[index + 1] if index + 1 < len(STEPS) else None
 
 
 class PairPipeline:
@@ -137,10 +168,20 @@ class PairPipeline:
         models = {info.service: ModelRef(id=info.model_id, revision=info.revision) for info in infos}
         return cls(clients, store, settings, models)
 
+    async def pictures(self, run: PairRun) -> Pictures:
+        """The pair's images: those the generate step decoded, or (in a later task) read back from the store."""
+        if run._pictures is None:
+            assert run.image_keys is not None, "no images before the generate step"
+            source, target = await asyncio.gather(
+                *(asyncio.to_thread(self.store.get_bytes, key) for key in run.image_keys)
+            )
+            run._pictures = await asyncio.to_thread(Pictures.from_png, source, target)
+        return run._pictures
+
     async def cosine(self, run: PairRun, pairs: list[ScorePair]) -> list[float]:
         """Scores of ``pairs`` on this pair's two images, in requests of bounded size sent concurrently."""
-        assert run.images_b64 is not None
-        images = {"1": run.images_b64[0], "2": run.images_b64[1]}
+        encoded = (await self.pictures(run)).encoded
+        images = {"1": encoded[0], "2": encoded[1]}
         size = self.config.cosine_pairs_per_request
         chunks = [pairs[start : start + size] for start in range(0, len(pairs), size)]
         responses = await asyncio.gather(
@@ -149,23 +190,23 @@ class PairPipeline:
         return [score for response in responses for score in response.scores]
 
     async def run(self, pair: CaptionPair) -> SampleRecord:
-        """Every stage in order; a rejection stops the pair with its reason. Transient failures raise `PairFailed`."""
-        run = PairRun(pair)
+        """Every step in order; a rejection stops the pair with its reason. Transient failures raise `PairFailed`."""
+        run = PairRun(pair=pair)
+        for step in STEPS:
+            record = await self.step(run, step)
+            if record is not None:
+                return record
+        raise AssertionError("the last step always ends the pair")
+
+    async def step(self, run: PairRun, step: Stage) -> SampleRecord | None:
+        """One step of ``run``; the pair's record when the pair ends here (rejected, refused by a service, or
+        through the last step), None when it goes on to `next_step`. Transient failures raise `PairFailed`."""
         try:
-            with run.timed(Stage.OBJECTS):
-                self.find_objects(run)
-            with run.timed(Stage.GENERATE):
-                await self.generate(run)
-            with run.timed(Stage.PAIR_FILTER):
-                await self.filter_pair(run)
-            with run.timed(Stage.PROPOSALS):
-                proposals = await self.propose(run)
-            with run.timed(Stage.DIFFERENCE_AREAS):
-                await self.find_areas(run, proposals)
-            with run.timed(Stage.REGION_LABELS):
-                await self.label_regions(run)
-            with run.timed(Stage.DIFFERENCE_CAPTION):
-                await self.caption_differences(run)
+            if step is Stage.GENERATE:
+                with run.timed(Stage.OBJECTS):
+                    self.find_objects(run)
+            with run.timed(step):
+                await self.stages[step](run)
         except Rejected as rejected:
             return self.record(run, rejected.rejection)
         except ServiceCallError as exc:
@@ -178,7 +219,18 @@ class PairPipeline:
         except Exception as exc:
             failure = Rejection(stage=run.stage, reason="internal_error", message=f"{type(exc).__name__}: {exc}")
             raise PairFailed(self.record(run, failure), exc) from exc
-        return self.record(run, None)
+        return self.record(run, None) if next_step(step) is None else None
+
+    @property
+    def stages(self) -> dict[Stage, Callable[[PairRun], Awaitable[None]]]:
+        return {
+            Stage.GENERATE: self.generate,
+            Stage.PAIR_FILTER: self.filter_pair,
+            Stage.PROPOSALS: self.propose,
+            Stage.DIFFERENCE_AREAS: self.find_areas,
+            Stage.REGION_LABELS: self.label_regions,
+            Stage.DIFFERENCE_CAPTION: self.caption_differences,
+        }
 
     # stage 0
     def find_objects(self, run: PairRun) -> None:
@@ -197,9 +249,9 @@ class PairPipeline:
             PairRequest(source=pair.source, target=pair.target, seed=pair.seed)
         )
         run.seed, run.params = response.seed, response.params
-        run.images_b64 = (response.source_image, response.target_image)
         raw = (base64.b64decode(response.source_image), base64.b64decode(response.target_image))
-        run.images = (Image.open(io.BytesIO(raw[0])).convert("RGB"), Image.open(io.BytesIO(raw[1])).convert("RGB"))
+        run._pictures = await asyncio.to_thread(Pictures.from_png, *raw)
+        run.size = run._pictures.images[0].size
         keys = await asyncio.gather(*(asyncio.to_thread(self.store.put_image, data) for data in raw))
         run.image_keys = (keys[0], keys[1])
 
@@ -215,15 +267,15 @@ class PairPipeline:
             )
 
     # stage 3
-    async def propose(self, run: PairRun) -> list[Candidate]:
-        assert run.images_b64 is not None and run.images is not None
-        width, height = run.size
+    async def propose(self, run: PairRun) -> None:
+        pictures = await self.pictures(run)
+        width, height = pictures.images[0].size
         mode = self.config.proposals
         if mode == "amg":
-            found = await asyncio.gather(*(self.clients.regions.proposals(image) for image in run.images_b64))
+            found = await asyncio.gather(*(self.clients.regions.proposals(image) for image in pictures.encoded))
             boxes_1, boxes_2 = [p.box for p in found[0].proposals], [p.box for p in found[1].proposals]
         else:
-            images = run.images
+            images = pictures.images
             priors = await asyncio.to_thread(
                 prior_boxes, images[0], images[1], block=self.config.prior_block, max_boxes=self.config.prior_max_boxes
             )
@@ -236,7 +288,7 @@ class PairPipeline:
                 answers = await asyncio.gather(
                     *(
                         self.clients.regions.prompted(PromptedRequest(image=image, prompts=prompts))
-                        for image in run.images_b64
+                        for image in pictures.encoded
                     )
                 )
                 boxes_1, boxes_2 = ([region.box for region in answer.regions if region.box] for answer in answers)
@@ -249,11 +301,11 @@ class PairPipeline:
             raise _reject(Stage.DIFFERENCE_AREAS, crops.reason, "a proposal crops to no pixels", crops.numbers)
         if not proposals.found:
             raise _reject(Stage.PROPOSALS, "no_proposals", "every proposal crops to no pixels", crops.numbers)
-        return proposals.found
+        run.candidates = proposals.found
 
     # stage 4
-    async def find_areas(self, run: PairRun, proposals: list[Candidate]) -> None:
-        assert run.images_b64 is not None
+    async def find_areas(self, run: PairRun) -> None:
+        proposals = run.candidates
         pairs: list[ScorePair] = []
         semantics = self.config.semantics
         for candidate in proposals:
@@ -306,8 +358,8 @@ class PairPipeline:
 
     # stage 5
     async def label_regions(self, run: PairRun) -> None:
-        assert run.images_b64 is not None
-        width, height = run.size
+        pictures = await self.pictures(run)
+        width, height = pictures.images[0].size
         semantics = self.config.semantics
         chosen, choices = select_label_boxes(
             [area.candidate.box for area in run.areas],
@@ -333,7 +385,7 @@ class PairPipeline:
                 max_new_tokens=self.config.label_max_new_tokens,
             )
             for area in sized
-            for image in run.images_b64
+            for image in pictures.encoded
         ]
         answers = await asyncio.gather(*(self.clients.captioning.caption(request) for request in requests))
         pairs: list[ScorePair] = []
@@ -376,12 +428,11 @@ class PairPipeline:
 
     # stage 6
     async def caption_differences(self, run: PairRun) -> None:
-        assert run.images is not None
-        width, height = run.size
+        pictures = await self.pictures(run)
+        width, height = pictures.images[0].size
 
         def render(area: Area) -> tuple[bytes, bytes, str]:
-            assert run.images is not None
-            left, right = red_boxed(run.images[0], area.candidate.box), red_boxed(run.images[1], area.candidate.box)
+            left, right = (red_boxed(image, area.candidate.box) for image in pictures.images)
             combined = base64.b64encode(png_bytes(side_by_side(left, right))).decode("ascii")
             return png_bytes(left), png_bytes(right), combined
 
@@ -436,7 +487,7 @@ class PairPipeline:
 
     def record(self, run: PairRun, rejection: Rejection | None) -> SampleRecord:
         pair = run.pair
-        width, height = run.size if run.images is not None else (None, None)
+        width, height = run.size if run.size is not None else (None, None)
         return SampleRecord(
             pair_id=pair.id,
             status=SampleStatus.REJECTED if rejection else SampleStatus.ACCEPTED,

@@ -14,6 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from workers.celery_app import STEP_QUEUES
+
 ROOT = Path(__file__).parent.parent
 SERVICES = ("generation", "similarity", "regions", "captioning")
 
@@ -72,12 +74,19 @@ def test_every_rendered_object_matches_its_schema(overlay: str) -> None:
     objects = render(overlay)
     kinds = {obj["kind"] for obj in objects}
     assert {"Deployment", "Service", "StatefulSet", "NetworkPolicy", "ScaledObject", "Secret"} <= kinds
+    deployments = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Deployment"}
+    scaled: dict[str, set[str]] = {}
     for obj in objects:
         if obj["apiVersion"].startswith("keda.sh/"):
-            assert obj["spec"]["scaleTargetRef"]["name"] == "worker"
-            assert obj["spec"]["triggers"][0]["metadata"]["listName"] == "spotdiff.pairs"
+            target = obj["spec"]["scaleTargetRef"]["name"]
+            assert target in deployments
+            scaled[target] = {trigger["metadata"]["listName"] for trigger in obj["spec"]["triggers"]}
             continue
         kubernetes_validate.validate(obj, "1.30.0", strict=True)
+    # the workers scale on every step queue; each model service on some, and together they cover them all
+    assert scaled["worker"] == set(STEP_QUEUES)
+    service_queues = [scaled[name] for name in SERVICES]
+    assert all(service_queues) and set().union(*service_queues) == set(STEP_QUEUES)
 
 
 @pytest.mark.parametrize("overlay", ["cpu-demo", "gpu"])

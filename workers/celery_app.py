@@ -1,22 +1,34 @@
-"""The Celery app, configured so that a killed worker loses nothing and no long pair runs twice.
+"""The Celery app, configured so that a killed worker loses nothing and no long step runs twice.
 
-- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged after it finished (its record
-  is in the store), and a worker that dies mid-task puts it back on the queue;
+- one queue per pipeline step (`step_queue`), so the backlog of each stage, and so of each service, is a list
+  an autoscaler can read; a worker consumes every queue unless ``-Q`` names some;
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged after it finished (its state is
+  in the store), and a worker that dies mid-task puts it back on its queue;
 - ``worker_prefetch_multiplier = 1``: a worker holds one task at a time, so the queue length the autoscaler
   sees is the real backlog;
-- the broker's ``visibility_timeout`` is above the longest pair, so Redis does not redeliver a task that is
+- the broker's ``visibility_timeout`` is above the longest step, so Redis does not redeliver a task that is
   still running;
-- results are ignored (the record in the store is the result) and expire anyway.
+- results are ignored (the pair's state in the store is the result) and expire anyway.
 """
 
 from __future__ import annotations
 
 from celery import Celery
+from kombu.entity import Queue
 
+from spotdiff.pipeline import STEPS
+from spotdiff.protocol import Stage
 from spotdiff.settings import Settings
 
-PAIR_QUEUE = "spotdiff.pairs"
-PAIR_TASK = "spotdiff.pair"
+STEP_TASK = "spotdiff.step"
+
+
+def step_queue(step: Stage) -> str:
+    """The queue a step's tasks wait on: ``spotdiff.generate``, ``spotdiff.pair_filter`` ..."""
+    return f"spotdiff.{step.value}"
+
+
+STEP_QUEUES: tuple[str, ...] = tuple(step_queue(step) for step in STEPS)
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -30,11 +42,16 @@ def create_celery(settings: Settings | None = None) -> Celery:
         result_expires=settings.worker.result_expires_s,
         broker_transport_options={"visibility_timeout": settings.worker.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
-        task_routes={PAIR_TASK: {"queue": PAIR_QUEUE}},
-        task_default_queue=PAIR_QUEUE,
+        task_queues=[Queue(name) for name in STEP_QUEUES],  # type: ignore[no-untyped-call]
+        task_default_queue=STEP_QUEUES[0],
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def send_step(celery: Celery, job_id: str, pair_json: str, step: Stage) -> None:
+    """Enqueue one step of one pair on that step's queue."""
+    celery.send_task(STEP_TASK, args=(job_id, pair_json, step.value), queue=step_queue(step))
 
 
 app = create_celery()

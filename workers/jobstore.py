@@ -1,21 +1,24 @@
 """Job state: progress in Redis, truth in the artifact store.
 
 Each job keeps its manifest and one record per finished pair in the artifact store
-(``jobs/<id>/manifest.json``, ``jobs/<id>/records/<pair>.json``); a record is written before its task is
-acknowledged, so a redelivered task finds it and only counts it. Redis holds the counters, the funnel and an
-event stream per job; if Redis loses them, ``reconcile`` rebuilds them from the records and names the pairs
-still to run.
+(``jobs/<id>/manifest.json``, ``jobs/<id>/records/<pair>.json``), and, while a pair is under way, its state
+after each step (``jobs/<id>/steps/<pair>/<step>.json``). A step's state, or the record, is written before its
+task is acknowledged, so a redelivered task finds it and moves on. Redis holds the counters, the funnel, the
+step each unfinished pair waits for and an event stream per job; if Redis loses them, ``reconcile`` rebuilds
+them from the store and names the pairs still to run.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
-from spotdiff.protocol import CaptionPair, SampleRecord, SampleStatus
+from spotdiff.pipeline import STEPS, PairRun, next_step
+from spotdiff.protocol import CaptionPair, SampleRecord, SampleStatus, Stage
 from spotdiff.protocol.jobs import JobManifest, JobState, JobStatus
 from spotdiff.storage import ArtifactStore
 
@@ -53,6 +56,31 @@ class JobStore:
 
     def record(self, job_id: str, pair_id: str) -> SampleRecord:
         return SampleRecord.model_validate_json(self.artifacts(job_id).get_bytes(f"records/{pair_id}.json"))
+
+    def step_key(self, pair_id: str, step: Stage) -> str:
+        return f"steps/{pair_id}/{step.value}.json"
+
+    def has_step(self, job_id: str, pair_id: str, step: Stage) -> bool:
+        return self.artifacts(job_id).exists(self.step_key(pair_id, step))
+
+    def save_step(self, job_id: str, run: PairRun, step: Stage) -> None:
+        """The pair's state after ``step``: what the next step's task starts from."""
+        self.artifacts(job_id).put_text(self.step_key(run.pair.id, step), run.model_dump_json())
+
+    def load_step(self, job_id: str, pair_id: str, step: Stage) -> PairRun:
+        return PairRun.model_validate_json(self.artifacts(job_id).get_bytes(self.step_key(pair_id, step)))
+
+    def resume_step(self, job_id: str, pair_id: str) -> Stage:
+        """Where an unfinished pair goes on: after the last step whose state is in the store."""
+        for step in reversed(STEPS):
+            if self.has_step(job_id, pair_id, step):
+                return next_step(step) or step
+        return STEPS[0]
+
+    def entered(self, job_id: str, steps: Mapping[str, Stage]) -> None:
+        """Each pair now waits for (or runs) its step: the per-stage counts of the job's progress."""
+        if steps:
+            self.redis.hset(self.key(job_id, "stages"), mapping={pair: step.value for pair, step in steps.items()})
 
     def records(self, job_id: str) -> list[SampleRecord]:
         manifest = self.manifest(job_id)
@@ -92,13 +120,18 @@ class JobStore:
         key = f"records/{record.pair_id}.json"
         if not store.exists(key):
             store.put_text(key, record.model_dump_json())
-        return self.count(job_id, self.record(job_id, record.pair_id))
+        counted = self.count(job_id, self.record(job_id, record.pair_id))
+        steps = store.path(f"steps/{record.pair_id}")
+        if store.fs.exists(steps):
+            store.fs.rm(steps, recursive=True)  # the record holds all of it now
+        return counted
 
     def count(self, job_id: str, record: SampleRecord) -> bool:
         if not self.redis.sadd(self.key(job_id, "counted"), record.pair_id):
             return False  # already counted: a redelivered task
         accepted = record.status is SampleStatus.ACCEPTED
         pipe = self.redis.pipeline()
+        pipe.hdel(self.key(job_id, "stages"), record.pair_id)
         pipe.hincrby(self.key(job_id), "done", 1)
         pipe.hincrby(self.key(job_id), "accepted" if accepted else "rejected", 1)
         pipe.hincrby(self.key(job_id, "funnel"), funnel_key(record), 1)
@@ -143,6 +176,7 @@ class JobStore:
         if "total" not in values:
             return self._status_from_store(job_id)
         funnel = {key: int(value) for key, value in self.redis.hgetall(self.key(job_id, "funnel")).items()}
+        stages = Counter(self.redis.hvals(self.key(job_id, "stages")))
         return JobStatus(
             id=job_id,
             state=JobState(values["state"]),
@@ -151,6 +185,7 @@ class JobStore:
             accepted=int(values["accepted"]),
             rejected=int(values["rejected"]),
             funnel=funnel,
+            stages=dict(stages),
             created=float(values["created"]),
             updated=float(values["updated"]),
         )
@@ -191,7 +226,7 @@ class JobStore:
         funnel = Counter(funnel_key(record) for record in records)
         accepted = funnel.get("accepted", 0)
         pipe = self.redis.pipeline()
-        pipe.delete(self.key(job_id, "counted"), self.key(job_id, "funnel"))
+        pipe.delete(self.key(job_id, "counted"), self.key(job_id, "funnel"), self.key(job_id, "stages"))
         if records:
             pipe.sadd(self.key(job_id, "counted"), *(record.pair_id for record in records))
             pipe.hset(self.key(job_id, "funnel"), mapping=dict(funnel))

@@ -2,8 +2,9 @@
 
 Redis holds the queue and the counters; the artifact store holds every job's manifest and finished records.
 When Redis restarts empty (or is flushed), queued tasks are gone too, so for each job the store knows and
-Redis does not, the reconciler rebuilds the counters from the records and enqueues the pairs that have no
-record yet. Tasks are idempotent, so a pair enqueued twice still yields one record.
+Redis does not, the reconciler rebuilds the counters from the records and enqueues each pair that has no
+record yet at the step after the last one whose state is stored. Tasks are idempotent, so a pair enqueued
+twice still yields one record.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from celery import Celery
 
-from workers.celery_app import PAIR_QUEUE, PAIR_TASK
+from workers.celery_app import send_step
 from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.reconciler")
@@ -25,8 +26,10 @@ def reconcile_lost_jobs(store: JobStore, celery: Celery) -> dict[str, int]:
         if not store.lost(job_id) or store.manifest(job_id) is None:
             continue
         missing = store.reconcile(job_id)
+        steps = {pair.id: store.resume_step(job_id, pair.id) for pair in missing}
+        store.entered(job_id, steps)
         for pair in missing:
-            celery.send_task(PAIR_TASK, args=(job_id, pair.model_dump_json()), queue=PAIR_QUEUE)
+            send_step(celery, job_id, pair.model_dump_json(), steps[pair.id])
         restored[job_id] = len(missing)
         log.warning("job %s: progress rebuilt from the store, %d pairs re-enqueued", job_id, len(missing))
     return restored

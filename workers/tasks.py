@@ -1,8 +1,13 @@
-"""The pair task: run one caption pair through the pipeline, idempotently by (job, pair).
+"""The step task: one step of one caption pair, idempotently by (job, pair, step).
 
-The record is written to the store before the task returns (and so before it is acknowledged); a
-redelivered task finds it and only makes sure it is counted. Services that stay unavailable are retried with
-exponential backoff and jitter; when the retries run out the pair's record says so.
+A task starts from the pair's state after the previous step (read from the store), runs its step through
+the shared `PairPipeline`, and writes what came out (the next state, or the pair's record when it ends here)
+before it enqueues the next step and returns, and so before it is acknowledged. A redelivered task finds
+that output and only passes it on. Services that stay unavailable are retried with exponential backoff and
+jitter; when the retries run out the pair's record says so.
+
+Each worker process keeps one event loop and one set of HTTP clients for its whole life: connections to the
+services are reused across tasks, and the models' ids are asked for once a minute, not once a task.
 """
 
 from __future__ import annotations
@@ -10,54 +15,75 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
+import redis
+
 from spotdiff.clients import ServiceClients
-from spotdiff.pipeline import PairFailed, PairPipeline
-from spotdiff.protocol import CaptionPair, SampleRecord
+from spotdiff.pipeline import STEPS, PairFailed, PairPipeline, PairRun, next_step
+from spotdiff.protocol import CaptionPair, ModelRef, SampleRecord, Stage
 from spotdiff.settings import PipelineSettings, Settings
-from workers.celery_app import PAIR_TASK, app
+from workers.celery_app import STEP_TASK, app, send_step
 from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.worker")
-_settings: Settings | None = None
-_store: JobStore | None = None
+MODELS_TTL_S = 60.0
 
 
-def settings() -> Settings:
-    global _settings
-    if _settings is None:
-        _settings = Settings()
-    return _settings
+class WorkerProcess:
+    """What one worker process keeps between tasks (made lazily: Celery forks its pool after import)."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.store = JobStore.from_url(self.settings.redis_url, self.settings.storage_url)
+        self.loop = asyncio.new_event_loop()
+        token = self.settings.worker.service_token
+        self.clients = ServiceClients.over_http(
+            self.settings.worker.service_urls, token=token.get_secret_value() if token else None
+        )
+        self._models: dict[str, ModelRef] = {}
+        self._models_at = 0.0
+
+    def job_settings(self, overrides: dict[str, Any]) -> Settings:
+        """The worker's settings with this job's pipeline overrides applied (validated)."""
+        pipeline = PipelineSettings.model_validate({**self.settings.pipeline.model_dump(), **overrides})
+        return self.settings.model_copy(update={"pipeline": pipeline})
+
+    async def pipeline(self, job_id: str, config: Settings) -> PairPipeline:
+        if not self._models or time.monotonic() - self._models_at > MODELS_TTL_S:
+            self._models = (await PairPipeline.connect(self.clients, self.store.artifacts(job_id), config)).models
+            self._models_at = time.monotonic()
+        return PairPipeline(self.clients, self.store.artifacts(job_id), config, self._models)
+
+    async def step(self, job_id: str, run: PairRun, step: Stage, config: Settings) -> SampleRecord | None:
+        return await (await self.pipeline(job_id, config)).step(run, step)
 
 
-def job_store() -> JobStore:
-    global _store
-    if _store is None:
-        _store = JobStore.from_url(settings().redis_url, settings().storage_url)
-    return _store
+_process: WorkerProcess | None = None
 
 
-def job_settings(overrides: dict[str, Any]) -> Settings:
-    """The worker's settings with this job's pipeline overrides applied (validated)."""
-    base = settings()
-    pipeline = PipelineSettings.model_validate({**base.pipeline.model_dump(), **overrides})
-    return base.model_copy(update={"pipeline": pipeline})
+def worker_process() -> WorkerProcess:
+    global _process
+    if _process is None:
+        _process = WorkerProcess()
+    return _process
 
 
-async def run_pair(job_id: str, pair: CaptionPair, config: Settings) -> SampleRecord:
-    token = config.worker.service_token.get_secret_value() if config.worker.service_token else None
-    clients = ServiceClients.over_http(config.worker.service_urls, token=token)
-    try:
-        pipeline = await PairPipeline.connect(clients, job_store().artifacts(job_id), config)
-        return await pipeline.run(pair)
-    finally:
-        await clients.aclose()
-
-
-@app.task(name=PAIR_TASK, bind=True)
-def process_pair(self: Any, job_id: str, pair_json: str) -> str:
-    store = job_store()
+@app.task(
+    name=STEP_TASK,
+    bind=True,
+    # Redis or the store out of reach is not the pair's fault: try again later rather than fail the task
+    autoretry_for=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=10,
+)
+def run_step(self: Any, job_id: str, pair_json: str, step_name: str) -> str:
+    """Run ``step_name`` of one pair; enqueue the next step, or keep the pair's record when it ends here."""
+    worker = worker_process()
+    store = worker.store
+    step = Stage(step_name)
     pair = CaptionPair.model_validate_json(pair_json)
     if store.has_record(job_id, pair.id):
         store.count(job_id, store.record(job_id, pair.id))
@@ -65,9 +91,20 @@ def process_pair(self: Any, job_id: str, pair_json: str) -> str:
     manifest = store.manifest(job_id)
     if manifest is None or store.is_cancelled(job_id):
         return "cancelled"
-    config = job_settings(manifest.request.settings)
+    following = next_step(step)
+    if following is not None and store.has_step(job_id, pair.id, step):
+        send_step(app, job_id, pair_json, following)  # redelivered after its state was written: pass it on
+        return "already done"
+    previous = STEPS[STEPS.index(step) - 1] if step is not STEPS[0] else None
+    if previous is not None and not store.has_step(job_id, pair.id, previous):
+        resume = store.resume_step(job_id, pair.id)  # its input is gone (a store restored from a backup)
+        store.entered(job_id, {pair.id: resume})
+        send_step(app, job_id, pair_json, resume)
+        return f"resumed at {resume.value}"
+    run = store.load_step(job_id, pair.id, previous) if previous is not None else PairRun(pair=pair)
+    config = worker.job_settings(manifest.request.settings)
     try:
-        record = asyncio.run(run_pair(job_id, pair, config))
+        record = worker.loop.run_until_complete(worker.step(job_id, run, step, config))
     except PairFailed as failed:
         retries = self.request.retries
         if retries < config.worker.max_retries:
@@ -75,5 +112,11 @@ def process_pair(self: Any, job_id: str, pair_json: str) -> str:
             log.warning("pair %s/%s: %s; retry %d in %.1fs", job_id, pair.id, failed, retries + 1, delay)
             raise self.retry(countdown=delay, max_retries=config.worker.max_retries) from failed
         record = failed.record
-    store.finish_pair(job_id, record)
-    return record.status.value
+    if record is not None:
+        store.finish_pair(job_id, record)
+        return record.status.value
+    assert following is not None
+    store.save_step(job_id, run, step)
+    store.entered(job_id, {pair.id: following})
+    send_step(app, job_id, pair_json, following)
+    return f"next: {following.value}"

@@ -61,7 +61,10 @@ class JobStatus(BaseModel):
     done: int
     accepted: int
     rejected: int
-    funnel: dict[str, int] = Field(description="rejections by stage:reason, and accepted")
+    funnel: dict[str, int] = Field(description="finished pairs: rejections by stage:reason, and accepted")
+    stages: dict[str, int] = Field(
+        default_factory=dict, description="unfinished pairs by the step they wait for or run (generate ...)"
+    )
     created: float
     updated: float
 
