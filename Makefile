@@ -14,8 +14,8 @@ export SPOTDIFF_TINY_DIR := $(TINY_DIR)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[models,dev]'
+	$(BIN)/pip install --quiet --no-cache-dir --upgrade pip
+	$(BIN)/pip install --quiet --no-cache-dir -e '.[models,dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)

@@ -147,7 +147,11 @@ class RegionsClient(ServiceClient):
     service = "regions"
 
     async def proposals(self, image_b64: str) -> ProposeResponse:
-        return await self._post("/v1/proposals", ProposeRequest(image=image_b64), ProposeResponse)
+        """Automatic proposals with the service's settings."""
+        return await self.propose(ProposeRequest(image=image_b64))
+
+    async def propose(self, request: ProposeRequest) -> ProposeResponse:
+        return await self._post("/v1/proposals", request, ProposeResponse)
 
     async def prompted(self, request: PromptedRequest) -> PromptedResponse:
         return await self._post("/v1/prompted", request, PromptedResponse)
@@ -179,10 +183,10 @@ class ServiceClients:
         await asyncio.gather(*(client.aclose() for client in self.all()))
 
     @classmethod
-    def over_http(cls, urls: dict[str, str], token: str | None = None) -> ServiceClients:
+    def over_http(cls, urls: dict[str, str], token: str | None = None, retries: int = 4) -> ServiceClients:
         return cls(
-            generation=GenerationClient(urls["generation"], token=token),
-            similarity=SimilarityClient(urls["similarity"], token=token),
-            regions=RegionsClient(urls["regions"], token=token),
-            captioning=CaptioningClient(urls["captioning"], token=token),
+            generation=GenerationClient(urls["generation"], token=token, retries=retries),
+            similarity=SimilarityClient(urls["similarity"], token=token, retries=retries),
+            regions=RegionsClient(urls["regions"], token=token, retries=retries),
+            captioning=CaptioningClient(urls["captioning"], token=token, retries=retries),
         )

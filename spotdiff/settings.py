@@ -130,6 +130,9 @@ class GatewaySettings(BaseModel):
     max_pairs_per_job: int = Field(default=1000, ge=1)
     max_request_bytes: int = Field(default=8 * 2**20, ge=1024)
     reconcile_interval_s: float = Field(default=30.0, gt=0, description="how often lost jobs are looked for")
+    max_concurrent_service_calls: int = Field(
+        default=8, ge=1, description="single-service calls in flight per service from one gateway; more get 429"
+    )
 
 
 class WorkerSettings(BaseModel):
@@ -159,6 +162,9 @@ def _tiny_profile(tiny_dir: Path) -> dict[str, Any]:
             "width": 128,
             "num_inference_steps": 8,
             "max_batch_size": 4,
+            # a CPU serves the tiny models: requests stay near their size
+            "max_steps": 16,
+            "max_pixels": 256 * 256,
         },
         "similarity": {
             "model": "local-dir:" + str(tiny_dir / "clip"),
@@ -172,7 +178,7 @@ def _tiny_profile(tiny_dir: Path) -> dict[str, Any]:
             "pred_iou_thresh": 0.0,
             "stability_score_thresh": 0.0,
         },
-        "captioning": {"model": str(tiny_dir / "llava_next")},
+        "captioning": {"model": str(tiny_dir / "llava_next"), "max_new_tokens_limit": 64},
         # Random CLIP scores every image pair at 0.95-1.0 and every image-text pair near 0.
         "pipeline": {
             "pair_cosine_min": -1.0,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from spotdiff.protocol.records import MAX_CAPTION_CHARS
 
 Edit = Literal["refine", "replace", "none"]
+Word = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class PairRequest(BaseModel):
@@ -29,8 +31,10 @@ class PairRequest(BaseModel):
         "token counts) or none (both images from the shared latent, no attention edit)",
     )
     cross_replace: float | None = Field(default=None, ge=0, le=1, description="fraction of steps with cross edits")
-    cross_replace_words: dict[str, float] | None = Field(
-        default=None, description='per-word fractions for words of the target prompt, e.g. {"confetti": 0.8}'
+    cross_replace_words: dict[Word, Fraction] | None = Field(
+        default=None,
+        max_length=77,
+        description='per-word fractions for words of the target prompt, e.g. {"confetti": 0.8}',
     )
     self_replace: float | None = Field(default=None, ge=0, le=1, description="fraction of steps with self edits")
     stream: bool = Field(default=False, description="answer with server-sent events: progress, then the result")

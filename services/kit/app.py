@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -262,7 +262,9 @@ def _health_router() -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="weights loaded and warm-up passed")
+    @router.get(
+        "/readyz", summary="weights loaded and warm-up passed", responses={503: {"description": "still loading"}}
+    )
     async def readyz(runtime: RuntimeDep) -> JSONResponse:
         body = {"status": runtime.state.value, "service": runtime.spec.name}
         if runtime.error:
@@ -270,7 +272,7 @@ def _health_router() -> APIRouter:
         headers = None if runtime.ready else {"Retry-After": "5"}
         return JSONResponse(body, status_code=200 if runtime.ready else 503, headers=headers)
 
-    @router.get("/metrics", summary="Prometheus text format")
+    @router.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
     async def metrics(runtime: RuntimeDep) -> Response:
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -1,0 +1,97 @@
+"""Property-based tests of every OpenAPI schema (schemathesis): the four services as real processes, and a
+gateway process in front of them. Any request the schema allows, and many it does not, must get an answer
+the schema documents: never a 5xx, never an undocumented status, content type or body."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from gateway.deps import hash_key
+from services.launch import free_port, stop, wait_ready
+
+from .conftest import KEYS
+
+# Every check but "valid data is accepted": the services' limits (steps, pixels, tokens) are settings, so a
+# request the schema allows may still get a documented 422.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    negative_data_rejection,
+]
+GATEWAY_REDIS = "redis://127.0.0.1:6379/12"  # no worker listens here: fuzzed jobs are accepted, never run
+
+
+def fuzz(url: str, examples: int, headers: dict[str, str] | None = None) -> list[str]:
+    """Run every operation of ``url``'s schema ``examples`` times (or SPOTDIFF_FUZZ_EXAMPLES, for a deeper
+    run by hand); the operations tested."""
+    examples = int(os.environ.get("SPOTDIFF_FUZZ_EXAMPLES", examples))
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    tested = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(base_url=url, headers=headers, checks=CHECKS)
+
+        check()
+        tested.append(operation.label)
+    return tested
+
+
+@pytest.mark.parametrize("service", ["generation", "similarity", "regions", "captioning"])
+def test_each_service_answers_everything_as_its_schema_says(stack: dict, service: str) -> None:
+    tested = fuzz(stack["urls"][service], examples=40)
+    assert {"GET /healthz", "GET /readyz", "GET /metrics", "GET /v1/info"} <= set(tested)
+    assert any(label.startswith("POST /v1/") for label in tested)
+
+
+@pytest.fixture(scope="module")
+def gateway_url(stack: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **stack["env"],
+        "SPOTDIFF_REDIS_URL": GATEWAY_REDIS,
+        "SPOTDIFF_STORAGE_URL": str(tmp_path_factory.mktemp("fuzzed-jobs")),
+        "SPOTDIFF_GATEWAY__API_KEYS": f'["{hash_key(KEYS["alice"])}"]',
+    }
+    command = [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--port", str(port)]
+    process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready({"gateway": url}, timeout=120)
+        yield url
+    finally:
+        stop([process])
+        redis.Redis.from_url(GATEWAY_REDIS).flushdb()
+
+
+def test_the_gateway_answers_everything_as_its_schema_says(gateway_url: str) -> None:
+    tested = fuzz(gateway_url, examples=30, headers={"Authorization": f"Bearer {KEYS['alice']}"})
+    assert {
+        "POST /v1/jobs",
+        "GET /v1/jobs/{job_id}",
+        "POST /v1/generation/pairs",
+        "POST /v1/captioning/captions",
+    } <= set(tested)
+    assert os.environ.get("SPOTDIFF_REDIS_URL") != GATEWAY_REDIS
