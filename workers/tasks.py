@@ -20,14 +20,17 @@ from typing import Any
 
 import redis
 
-from spotdiff.clients import ServiceClients
+from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.pipeline import STEPS, PairFailed, PairPipeline, PairRun, next_step
-from spotdiff.protocol import CaptionPair, ModelRef, SampleRecord, Stage
+from spotdiff.protocol import CaptionPair, ModelRef, Rejection, SampleRecord, Stage
 from spotdiff.settings import PipelineSettings, Settings
+from spotdiff.storage import ArtifactStore
 from workers.celery_app import STEP_TASK, app, send_step
 from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.worker")
+# Redis or the store out of reach is not the pair's fault: the task is tried again later
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 MODELS_TTL_S = 60.0
 
 
@@ -50,14 +53,29 @@ class WorkerProcess:
         pipeline = PipelineSettings.model_validate({**self.settings.pipeline.model_dump(), **overrides})
         return self.settings.model_copy(update={"pipeline": pipeline})
 
-    async def pipeline(self, job_id: str, config: Settings) -> PairPipeline:
+    async def models(self, store: ArtifactStore, config: Settings) -> dict[str, ModelRef]:
+        """The services' model ids, asked for at most once a minute; a failed refresh keeps the last answer."""
         if not self._models or time.monotonic() - self._models_at > MODELS_TTL_S:
-            self._models = (await PairPipeline.connect(self.clients, self.store.artifacts(job_id), config)).models
-            self._models_at = time.monotonic()
-        return PairPipeline(self.clients, self.store.artifacts(job_id), config, self._models)
+            try:
+                self._models = (await PairPipeline.connect(self.clients, store, config)).models
+                self._models_at = time.monotonic()
+            except ServiceCallError:
+                if not self._models:
+                    raise
+                log.warning("a service did not say which model it serves; keeping the last answer")
+        return self._models
 
     async def step(self, job_id: str, run: PairRun, step: Stage, config: Settings) -> SampleRecord | None:
-        return await (await self.pipeline(job_id, config)).step(run, step)
+        store = self.store.artifacts(job_id)
+        try:
+            models = await self.models(store, config)
+        except ServiceCallError as exc:  # a service is down: like any transient failure of the step
+            failure = Rejection(stage=step, reason="service_unavailable", message=str(exc))
+            raise PairFailed(self.failure_record(job_id, run, failure, config), exc) from exc
+        return await PairPipeline(self.clients, store, config, models).step(run, step)
+
+    def failure_record(self, job_id: str, run: PairRun, failure: Rejection, config: Settings) -> SampleRecord:
+        return PairPipeline(self.clients, self.store.artifacts(job_id), config, self._models).record(run, failure)
 
 
 _process: WorkerProcess | None = None
@@ -73,8 +91,7 @@ def worker_process() -> WorkerProcess:
 @app.task(
     name=STEP_TASK,
     bind=True,
-    # Redis or the store out of reach is not the pair's fault: try again later rather than fail the task
-    autoretry_for=(redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError),
+    autoretry_for=TRANSIENT,
     retry_backoff=True,
     retry_jitter=True,
     max_retries=10,
@@ -112,6 +129,12 @@ def run_step(self: Any, job_id: str, pair_json: str, step_name: str) -> str:
             log.warning("pair %s/%s: %s; retry %d in %.1fs", job_id, pair.id, failed, retries + 1, delay)
             raise self.retry(countdown=delay, max_retries=config.worker.max_retries) from failed
         record = failed.record
+    except TRANSIENT:
+        raise  # autoretry
+    except Exception as exc:  # a bug of ours: the pair ends with it on record rather than vanish with the task
+        log.exception("pair %s/%s: step %s failed", job_id, pair.id, step.value)
+        failure = Rejection(stage=step, reason="internal_error", message=f"{type(exc).__name__}: {exc}")
+        record = worker.failure_record(job_id, run, failure, config)
     if record is not None:
         store.finish_pair(job_id, record)
         return record.status.value

@@ -6,7 +6,9 @@ or carries a text. One request scores any mix of image-image, image-text and tex
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from spotdiff.protocol.common import Box
 
@@ -37,7 +39,9 @@ class ScorePair(BaseModel):
 class CosineRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    images: dict[str, str] = Field(default_factory=dict, description="name -> base64 PNG/JPEG")
+    images: dict[str, Annotated[str, StringConstraints(min_length=1)]] = Field(
+        default_factory=dict, description="name -> base64 PNG/JPEG"
+    )
     pairs: list[ScorePair] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -44,14 +44,15 @@ def stack(tiny_dir: Path, redis_db: redis.Redis, tmp_path_factory: pytest.TempPa
         "SPOTDIFF_WORKER__SERVICE_URLS": json.dumps(urls),
         "SPOTDIFF_WORKER__RETRY_BACKOFF_S": "0.5",
     }
-    processes = start_services(urls, env)
+    services = dict(zip(urls, start_services(urls, env), strict=True))
     worker = subprocess.Popen(worker_command(2), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    processes.append(worker)
+    # a test may stop and restart a service: it replaces the process here, and teardown stops what is current
+    running = {"services": services, "worker": worker, "env": env, "urls": urls, "storage": storage}
     try:
         try:
             wait_ready(urls)
         except TimeoutError as exc:
             pytest.fail(str(exc))
-        yield {"env": env, "urls": urls, "storage": storage, "worker": worker}
+        yield running
     finally:
-        stop(processes)
+        stop([*running["services"].values(), running["worker"]])
