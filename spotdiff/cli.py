@@ -1,4 +1,4 @@
-"""The ``spotdiff`` command: run, serve-service, models."""
+"""The ``spotdiff`` command: run, report, export, serve-service, serve, models."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def ensure_tiny_models(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from spotdiff.runner import GALLERY, SAMPLES, run_embedded
+    from spotdiff.runner import GALLERY, REPORT, SAMPLES, run_embedded
 
     settings = _settings(args)
     if args.concurrency:
@@ -48,10 +48,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{summary.pairs} pairs: {summary.accepted} accepted, {summary.rejected} rejected"
         + (f", {len(summary.input_errors)} input lines skipped" if summary.input_errors else "")
         + f" in {summary.seconds:.1f}s\n"
-        f"  {Path(args.out) / SAMPLES}\n  {Path(args.out) / GALLERY}"
+        f"  {Path(args.out) / SAMPLES}\n  {Path(args.out) / GALLERY}\n  {Path(args.out) / REPORT}"
     )
     if args.strict and summary.input_errors:
         return 2
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render a dataset on disk as one self-contained HTML file."""
+    from pydantic import ValidationError
+
+    from spotdiff.exports import read_records
+    from spotdiff.report import render_report, store_image_bytes
+    from spotdiff.runner import REPORT, SAMPLES
+    from spotdiff.storage import ArtifactStore
+
+    run_dir = Path(args.dir)
+    if not (run_dir / SAMPLES).is_file():
+        print(f"spotdiff report: {run_dir / SAMPLES} not found: DIR must be a run's output directory", file=sys.stderr)
+        return 2
+    try:
+        records = read_records(run_dir)
+    except ValidationError as exc:
+        print(f"spotdiff report: {run_dir / SAMPLES} holds a line that is no sample record: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else run_dir / REPORT
+    title = args.title or f"spotdiff report · {run_dir.resolve().name}"
+    page = render_report(records, store_image_bytes(ArtifactStore(str(run_dir))), title=title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    print(out)
     return 0
 
 
@@ -160,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true", help="exit 2 when any input line was skipped")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
+
+    report = commands.add_parser("report", help="write a run's dataset as one self-contained HTML report")
+    report.add_argument("dir", help="a run's output directory (samples.jsonl, images/)")
+    report.add_argument("--out", help="where to write (default DIR/report.html)")
+    report.add_argument("--title", help="the page title (default: spotdiff report · DIR's name)")
+    report.set_defaults(func=cmd_report)
 
     exporter = commands.add_parser("export", help="write a run's samples in a training format")
     exporter.add_argument("dir", help="a run's output directory (samples.jsonl, images/)")

@@ -22,12 +22,14 @@ from spotdiff.clients import ServiceClients
 from spotdiff.gallery import render_gallery
 from spotdiff.pipeline import PairFailed, PairPipeline
 from spotdiff.protocol import CaptionPair, SampleRecord, SampleStatus
+from spotdiff.report import render_report, store_image_bytes
 from spotdiff.settings import Settings
 from spotdiff.storage import ArtifactStore
 
 SAMPLES = "samples.jsonl"
 INPUT_ERRORS = "input_errors.jsonl"
 GALLERY = "gallery.html"
+REPORT = "report.html"
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class RunSummary:
 async def run_embedded(
     pairs_path: Path, out_dir: Path, settings: Settings, *, progress: bool = True, clients: ServiceClients | None = None
 ) -> RunSummary:
-    """Read, run every pair through the in-process services, write samples, images and the gallery."""
+    """Read, run every pair through the in-process services, write samples, images, the gallery and the report."""
     from services.registry import in_process
 
     started = time.perf_counter()
@@ -147,5 +149,8 @@ async def run_embedded(
                 pairs, pipeline, concurrency=settings.pipeline.concurrency, on_record=write, progress=progress
             )
     store.put_text(GALLERY, render_gallery(records, title=f"spotdiff · {pairs_path.name}"))
+    store.put_text(
+        REPORT, render_report(records, store_image_bytes(store), title=f"spotdiff report · {pairs_path.name}")
+    )
     accepted = sum(record.status is SampleStatus.ACCEPTED for record in records)
     return RunSummary(out_dir, len(pairs), accepted, len(records) - accepted, errors, time.perf_counter() - started)

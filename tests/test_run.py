@@ -9,8 +9,10 @@ from PIL import Image
 
 from spotdiff.clients import ServiceClients
 from spotdiff.protocol import SampleRecord, SampleStatus
+from spotdiff.report import funnel
 from spotdiff.runner import run_embedded
 from spotdiff.settings import Settings
+from tests.test_report import assert_self_contained
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "caption_pairs.jsonl"
 
@@ -47,6 +49,10 @@ async def test_examples_run_end_to_end(clients: ServiceClients, settings: Settin
     assert (taught.source_objects, taught.target_objects) == (["teddy bear"], ["football"])  # given objects win
     gallery = (tmp_path / "gallery.html").read_text()
     assert "random-weight models" in gallery and all(record.pair_id in gallery for record in records)
+    report = (tmp_path / "report.html").read_text()
+    tags = assert_self_contained(report)
+    assert all(record.pair_id in report for record in records)
+    assert len(tags.named("rect")) == len(funnel(records))
 
 
 async def test_bad_lines_are_reported_and_the_rest_run(
