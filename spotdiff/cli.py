@@ -90,7 +90,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _share_the_cpu_politely() -> None:
+    """A service process usually shares its cores with other services and workers. OpenMP's threads spin
+    while they wait for work by default, and several processes spinning on the same cores slow each other
+    down several times over (measured in docs/performance.md); passive waiting gives the cores back. Must run
+    before torch is imported; a value the user set wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def cmd_serve_service(args: argparse.Namespace) -> int:
+    _share_the_cpu_politely()
     import uvicorn
 
     from services.registry import create_app

@@ -66,3 +66,15 @@ def test_each_service_serves_alone(tiny_dir: Path) -> None:
             process.terminate()
         for process in processes.values():
             process.wait(timeout=30)
+
+
+def test_a_service_process_waits_for_work_passively_unless_told_otherwise(monkeypatch) -> None:
+    """OpenMP threads spinning in four service processes on the same cores cost 6x (docs/performance.md)."""
+    from spotdiff.cli import _share_the_cpu_politely
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    _share_the_cpu_politely()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    _share_the_cpu_politely()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

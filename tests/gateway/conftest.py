@@ -14,7 +14,8 @@ import redis
 from services.launch import free_port, start_services, stop, wait_ready, worker_command
 from spotdiff.settings import SERVICE_NAMES
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+# another database for a second test run on the same machine at the same time
+REDIS_URL = os.environ.get("SPOTDIFF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 KEYS = {"alice": "alice-secret-key", "bob": "bob-secret-key"}
 
 
