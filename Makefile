@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 TINY_DIR ?= $(CURDIR)/.cache/tiny
 OUT ?= out/run
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export SPOTDIFF_TINY_DIR := $(TINY_DIR)
 
-.PHONY: run test bench lint models venv clean
+.PHONY: run test bench lint models venv chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +29,14 @@ models: $(TINY_DIR)/COMPLETE
 run: models
 	$(BIN)/spotdiff run examples/caption_pairs.jsonl --out $(OUT) --profile tiny
 
-test: models
+# the browser tests drive the system Chromium; Playwright never downloads one
+chromium:
+	@test -x /usr/bin/chromium || \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: models chromium
 	$(BIN)/python -m pytest
 
 bench: models

@@ -18,6 +18,7 @@ from gateway.deps import SettingsDep, StoreDep
 from gateway.jobs import router as jobs_router
 from gateway.services import ServiceGates
 from gateway.services import router as services_router
+from gateway.web import router as web_router
 from services.kit.app import MetricsMiddleware, RequestLimitMiddleware
 from services.kit.errors import install_error_handlers
 from services.kit.metrics import ServiceMetrics
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.include_router(health)
     app.include_router(jobs_router)
     app.include_router(services_router)
+    app.include_router(web_router)
 
     @app.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
     async def prometheus() -> Response:
