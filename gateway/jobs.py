@@ -47,6 +47,13 @@ def _check(request: JobRequest, settings: Settings) -> None:
             "too_many_pairs",
             f"{len(request.pairs)} pairs is over the limit of {settings.gateway.max_pairs_per_job}",
         )
+    budget = request.budget_pairs
+    if budget is not None and budget > settings.gateway.max_pairs_per_job:
+        raise ServiceError(
+            422,
+            "budget_too_large",
+            f"budget_pairs {budget} is over the limit of {settings.gateway.max_pairs_per_job} pairs per job",
+        )
     try:
         PipelineSettings.model_validate({**settings.pipeline.model_dump(), **request.settings})
     except ValueError as exc:
@@ -64,13 +71,23 @@ def enqueue(celery: Celery, store: JobStore, job_id: str, pairs: Sequence[Captio
         send_step(celery, job_id, pair.model_dump_json(), STEPS[0])
 
 
-def _submit(job_id: str, request: JobRequest, owner: str, store: JobStore, celery: Celery) -> JobCreated:
+def _submit(
+    job_id: str, request: JobRequest, owner: str, store: JobStore, celery: Celery, settings: Settings
+) -> JobCreated:
+    budget = None
+    if request.target_accepted is not None:
+        budget = request.budget_pairs or settings.gateway.max_pairs_per_job
     manifest = JobManifest(
-        id=job_id, owner=owner, request=request, fingerprint=request.fingerprint(), created=time.time()
+        id=job_id,
+        owner=owner,
+        request=request,
+        fingerprint=request.fingerprint(),
+        created=time.time(),
+        budget_pairs=budget,
     )
-    store.create(manifest)
-    enqueue(celery, store, job_id, request.pairs)
-    return JobCreated(id=job_id, state=JobState.QUEUED, total=len(request.pairs))
+    pairs = store.create(manifest)
+    enqueue(celery, store, job_id, pairs)
+    return JobCreated(id=job_id, state=JobState.QUEUED, total=len(pairs))
 
 
 def _owned(store: JobStore, job_id: str, owner: str) -> JobManifest:
@@ -87,7 +104,7 @@ async def create_job(
     request: JobRequest, owner: OwnerDep, settings: SettingsDep, store: StoreDep, celery: CeleryDep
 ) -> JobCreated:
     _check(request, settings)
-    return await run_in_threadpool(_submit, uuid.uuid4().hex, request, owner, store, celery)
+    return await run_in_threadpool(_submit, uuid.uuid4().hex, request, owner, store, celery, settings)
 
 
 @router.put(
@@ -110,7 +127,7 @@ async def put_job(
         status = await run_in_threadpool(store.status, job_id)
         assert status is not None
         return JSONResponse(JobCreated(id=job_id, state=status.state, total=status.total).model_dump(), 200)
-    created = await run_in_threadpool(_submit, job_id, request, owner, store, celery)
+    created = await run_in_threadpool(_submit, job_id, request, owner, store, celery, settings)
     return JSONResponse(created.model_dump(), 201)
 
 

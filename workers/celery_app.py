@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery
 from kombu.entity import Queue
 
@@ -50,8 +52,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
 
 def send_step(celery: Celery, job_id: str, pair_json: str, step: Stage) -> None:
-    """Enqueue one step of one pair on that step's queue."""
-    celery.send_task(STEP_TASK, args=(job_id, pair_json, step.value), queue=step_queue(step))
+    """Enqueue one step of one pair on that step's queue (stamped, so its wait in the queue can be measured)."""
+    celery.send_task(STEP_TASK, args=(job_id, pair_json, step.value, time.time()), queue=step_queue(step))
 
 
 app = create_celery()

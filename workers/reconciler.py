@@ -13,6 +13,7 @@ import logging
 
 from celery import Celery
 
+from spotdiff.pipeline import STEPS
 from workers.celery_app import send_step
 from workers.jobstore import JobStore
 
@@ -30,6 +31,8 @@ def reconcile_lost_jobs(store: JobStore, celery: Celery) -> dict[str, int]:
         store.entered(job_id, steps)
         for pair in missing:
             send_step(celery, job_id, pair.model_dump_json(), steps[pair.id])
+        for pair in store.plan_next_round(job_id):  # a job with a target whose last round had just finished
+            send_step(celery, job_id, pair.model_dump_json(), STEPS[0])
         restored[job_id] = len(missing)
         log.warning("job %s: progress rebuilt from the store, %d pairs re-enqueued", job_id, len(missing))
     return restored

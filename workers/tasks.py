@@ -96,18 +96,22 @@ def worker_process() -> WorkerProcess:
     retry_jitter=True,
     max_retries=10,
 )
-def run_step(self: Any, job_id: str, pair_json: str, step_name: str) -> str:
+def run_step(self: Any, job_id: str, pair_json: str, step_name: str, enqueued_at: float | None = None) -> str:
     """Run ``step_name`` of one pair; enqueue the next step, or keep the pair's record when it ends here."""
     worker = worker_process()
     store = worker.store
     step = Stage(step_name)
     pair = CaptionPair.model_validate_json(pair_json)
-    if store.has_record(job_id, pair.id):
+    if store.has_record(job_id, pair.id):  # redelivered after the record was written
         store.count(job_id, store.record(job_id, pair.id))
+        for planned in store.plan_next_round(job_id):
+            send_step(app, job_id, planned.model_dump_json(), STEPS[0])
         return "already done"
     manifest = store.manifest(job_id)
-    if manifest is None or store.is_cancelled(job_id):
-        return "cancelled"
+    if manifest is None or store.is_stopped(job_id):
+        return "stopped"
+    if enqueued_at is not None:
+        store.queue_waited(step, max(0.0, time.time() - enqueued_at))
     following = next_step(step)
     if following is not None and store.has_step(job_id, pair.id, step):
         send_step(app, job_id, pair_json, following)  # redelivered after its state was written: pass it on
@@ -120,8 +124,10 @@ def run_step(self: Any, job_id: str, pair_json: str, step_name: str) -> str:
         return f"resumed at {resume.value}"
     run = store.load_step(job_id, pair.id, previous) if previous is not None else PairRun(pair=pair)
     config = worker.job_settings(manifest.request.settings)
+    started = time.perf_counter()
     try:
         record = worker.loop.run_until_complete(worker.step(job_id, run, step, config))
+        store.step_ran(step, time.perf_counter() - started)
     except PairFailed as failed:
         retries = self.request.retries
         if retries < config.worker.max_retries:
@@ -137,6 +143,8 @@ def run_step(self: Any, job_id: str, pair_json: str, step_name: str) -> str:
         record = worker.failure_record(job_id, run, failure, config)
     if record is not None:
         store.finish_pair(job_id, record)
+        for planned in store.plan_next_round(job_id):  # this was the last pair of a round short of its target
+            send_step(app, job_id, planned.model_dump_json(), STEPS[0])
         return record.status.value
     assert following is not None
     store.save_step(job_id, run, step)

@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spotdiff.protocol.records import CaptionPair
 
+VARIATION_MARK = "--v"
+MAX_GIVEN_ID_CHARS = 100  # room for the mark and a number within CaptionPair's 128 characters
+
 
 class JobRequest(BaseModel):
     """What a client submits: caption pairs and, optionally, pipeline settings for this job only."""
@@ -21,6 +24,23 @@ class JobRequest(BaseModel):
     settings: dict[str, Any] = Field(
         default_factory=dict, description='pipeline settings to override for this job, e.g. {"semantics": "dj"}'
     )
+    target_accepted: int | None = Field(
+        default=None,
+        ge=1,
+        description="stop once this many samples are accepted: the job runs in rounds, sized from the yield so "
+        "far, adding variations of the given pairs (new seeds) until it has them or a budget runs out",
+    )
+    budget_pairs: int | None = Field(
+        default=None,
+        ge=1,
+        description="with target_accepted: at most this many pairs in all (default: the gateway's max_pairs_per_job)",
+    )
+    budget_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="with target_accepted: no new round once the pairs have spent this many seconds in the "
+        "model services (on a GPU deployment, about the GPU time)",
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> JobRequest:
@@ -29,6 +49,15 @@ class JobRequest(BaseModel):
             if pair.id in seen:
                 raise ValueError(f"pair id {pair.id!r} appears twice")
             seen.add(pair.id)
+        if self.target_accepted is None and (self.budget_pairs is not None or self.budget_seconds is not None):
+            raise ValueError("budget_pairs and budget_seconds go with target_accepted")
+        if self.target_accepted is not None:
+            for pair in self.pairs:
+                if VARIATION_MARK in pair.id or len(pair.id) > MAX_GIVEN_ID_CHARS:
+                    raise ValueError(
+                        f"pair id {pair.id!r}: with target_accepted, ids have at most {MAX_GIVEN_ID_CHARS} "
+                        f"characters and no {VARIATION_MARK!r} (variations are named <id>{VARIATION_MARK}<k>)"
+                    )
         return self
 
     def fingerprint(self) -> str:
@@ -45,6 +74,9 @@ class JobManifest(BaseModel):
     request: JobRequest
     fingerprint: str
     created: float
+    budget_pairs: int | None = Field(
+        default=None, description="with a target: the pair budget in force (the request's, or the gateway's limit)"
+    )
 
 
 class JobState(StrEnum):
@@ -64,6 +96,11 @@ class JobStatus(BaseModel):
     funnel: dict[str, int] = Field(description="finished pairs: rejections by stage:reason, and accepted")
     stages: dict[str, int] = Field(
         default_factory=dict, description="unfinished pairs by the step they wait for or run (generate ...)"
+    )
+    target_accepted: int | None = None
+    rounds: int = Field(default=1, description="rounds of pairs planned so far (more than 1 only with a target)")
+    stopped: str | None = Field(
+        default=None, description="why a job with a target stopped: target_reached, budget_pairs, budget_seconds"
     )
     created: float
     updated: float

@@ -22,6 +22,7 @@ class Stage(StrEnum):
     DIFFERENCE_AREAS = "difference_areas"
     REGION_LABELS = "region_labels"
     DIFFERENCE_CAPTION = "difference_caption"
+    TARGET = "target"  # not a pipeline stage: an accepted pair past its job's target_accepted (a surplus)
 
 
 class CaptionPair(BaseModel):

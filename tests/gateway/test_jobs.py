@@ -148,3 +148,49 @@ async def test_redis_losing_a_job_is_recovered_from_the_store(gateway: httpx.Asy
     after = (await gateway.get(f"/v1/jobs/{job_id}", headers=auth("alice"))).json()
     assert (after["done"], after["accepted"], after["state"]) == (before["done"], before["accepted"], "done")
     assert after["funnel"] == before["funnel"]
+
+
+async def all_samples(client: httpx.AsyncClient, job_id: str) -> list[dict]:
+    items: list[dict] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = (await client.get(f"/v1/jobs/{job_id}/samples", params={"offset": offset}, headers=auth("alice"))).json()
+        items += page["items"]
+        offset = page["next_offset"]
+    return items
+
+
+async def test_a_job_with_a_target_ends_with_exactly_that_many_samples(gateway: httpx.AsyncClient) -> None:
+    # Half the pairs change no object word ("on" -> "in"): a yield of about 0.5 the rounds must learn
+    good = [{**pair, "id": f"good-{n}"} for n, pair in enumerate(example_pairs()[:2])]
+    bad = [
+        {"id": "bad-0", "source": "A dog on the grass", "target": "A dog in the grass"},
+        {"id": "bad-1", "source": "A cup on a table", "target": "A cup under a table"},
+    ]
+    body = {"pairs": good + bad, "target_accepted": 20}
+    job_id = (await gateway.post("/v1/jobs", json=body, headers=auth("alice"))).json()["id"]
+    status = await wait_done(gateway, job_id, timeout=400)
+    assert status["state"] == "done" and status["stopped"] == "target_reached"
+    assert status["accepted"] == 20 and status["rounds"] >= 2 and status["target_accepted"] == 20
+    samples = await all_samples(gateway, job_id)
+    accepted = [sample for sample in samples if sample["status"] == "accepted"]
+    assert len(accepted) == 20 and len({sample["pair_id"] for sample in samples}) == len(samples)
+    assert any("--v" in sample["pair_id"] for sample in accepted)  # variations of the given pairs
+    seeds = [sample["provenance"]["seed"] for sample in accepted]
+    assert len(set(seeds)) == len(seeds)  # every variation has its own seed
+    surplus = [s for s in samples if s["rejection"] and s["rejection"]["reason"] == "target_reached"]
+    assert all(s["rejection"]["stage"] == "target" for s in surplus)
+    export = await gateway.get(f"/v1/jobs/{job_id}/export", params={"format": "llava"}, headers=auth("alice"))
+    with zipfile.ZipFile(io.BytesIO(export.content)) as archive:
+        records = json.loads(archive.read("llava.json"))
+    exported = {record["path"].removeprefix("llava/").rsplit("_", 1)[0] for record in records}
+    assert exported == {sample["pair_id"] for sample in accepted}  # the 20 samples, no surplus
+
+
+async def test_a_job_with_a_target_stops_at_its_pair_budget(gateway: httpx.AsyncClient) -> None:
+    bad = [{"id": "never", "source": "A dog on the grass", "target": "A dog in the grass"}]
+    body = {"pairs": bad, "target_accepted": 5, "budget_pairs": 7}
+    job_id = (await gateway.post("/v1/jobs", json=body, headers=auth("alice"))).json()["id"]
+    status = await wait_done(gateway, job_id, timeout=120)
+    assert status["stopped"] == "budget_pairs" and status["accepted"] == 0 and status["total"] == 7
+    assert status["done"] == 7 and status["rounds"] == 2
