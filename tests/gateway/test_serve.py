@@ -1,9 +1,9 @@
-"""`spotdiff serve`, then the README's curl commands, word for word (ports moved to free ones)."""
+"""`spotdiff serve`, then every README example marked ``serve`` or ``serve-python``, word for word and in
+order (the port moved to a free one)."""
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -11,19 +11,12 @@ import zipfile
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 
 from services.launch import free_port
+from tests.test_docs import examples
 
 ROOT = Path(__file__).parents[2]
-
-
-def readme_serve_commands() -> str:
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("<!-- serve-example -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    lines = [line for line in block.strip().splitlines() if "spotdiff serve" not in line]
-    return "\n".join(lines)
 
 
 SERVE_REDIS = "redis://127.0.0.1:6379/14"
@@ -58,23 +51,18 @@ def test_serve_then_the_readme_curls(tiny_dir: Path, tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline and server.poll() is None, "spotdiff serve did not become ready"
             time.sleep(0.3)
-        script = readme_serve_commands().replace("localhost:8000", f"localhost:{port}")
-        # run the README's lines, waiting for the job between the status line and the export
-        submit, status, export = re.split(r"\n(?=curl )", script)
-        job = subprocess.run(
-            ["bash", "-c", submit + "\necho $JOB"], cwd=ROOT, capture_output=True, text=True, check=True, env=env
-        ).stdout.strip()
-        assert re.fullmatch(r"[0-9a-f]{32}", job), job
-        for _ in range(240):
-            state = subprocess.run(
-                ["bash", "-c", f"JOB={job}\n{status}"], capture_output=True, text=True, check=True
-            ).stdout
-            if '"state":"done"' in state:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"the job did not finish: {state}")
-        subprocess.run(["bash", "-c", f"JOB={job}\n{export}"], cwd=tmp_path, check=True)
+        blocks = [example for example in examples() if example.kind in ("serve", "serve-python")]
+        assert len(blocks) >= 4
+        (tmp_path / "examples").symlink_to(ROOT / "examples")
+        for example in blocks:
+            code = example.code.replace("localhost:8000", f"localhost:{port}")
+            if example.kind == "serve":
+                code = "\n".join(line for line in code.splitlines() if "spotdiff serve" not in line)
+                command = ["bash", "-euo", "pipefail", "-c", code]
+            else:
+                command = [sys.executable, "-c", code]
+            done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+            assert done.returncode == 0, f"{code}\n---\n{done.stdout[-1000:]}\n{done.stderr[-2000:]}"
         with zipfile.ZipFile(tmp_path / "llava.zip") as archive:
             assert "llava.json" in archive.namelist() and any(name.endswith("_0.jpg") for name in archive.namelist())
     finally:
