@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import SettingsDep, StoreDep
 from gateway.jobs import router as jobs_router
+from gateway.metrics import PipelineStatsCollector
 from gateway.services import ServiceGates
 from gateway.services import router as services_router
 from gateway.web import router as web_router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.celery = create_celery(settings)  # a producer only: tasks go to this settings' Redis
     app.state.service_gates = ServiceGates(settings)
     metrics = ServiceMetrics("gateway")
+    metrics.registry.register(PipelineStatsCollector.from_url(settings.redis_url))
     install_error_handlers(app)
     app.include_router(health)
     app.include_router(jobs_router)
@@ -114,7 +116,9 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     @app.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        # off the event loop: the pipeline's metrics are read from Redis at scrape time
+        body = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_middleware(RequestLimitMiddleware, max_bytes=settings.gateway.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -66,7 +66,7 @@ class ServiceRuntime:
     def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
         self.spec = spec
         self.settings = settings
-        self.metrics = ServiceMetrics(spec.name)
+        self.metrics = ServiceMetrics(spec.name, gpu_memory=True)
         self.state = State.LOADING
         self.error: str | None = None
         self.runner: ModelRunner | None = None

@@ -170,5 +170,5 @@ async def test_metrics_are_prometheus_text(echo) -> None:
     text = metrics.text
     assert 'spotdiff_requests_total{method="POST",route="/v1/double",service="echo",status="200"} 2.0' in text
     assert 'spotdiff_batch_size_count{op="double",service="echo"}' in text
-    assert 'spotdiff_queue_depth{op="double",service="echo"} 0.0' in text
+    assert 'spotdiff_batch_queue_depth{op="double",service="echo"} 0.0' in text
     assert 'spotdiff_ready{service="echo"} 1.0' in text
