@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
 
+from spotdiff.logs import configure_logging, log_context
 from spotdiff.settings import SERVICE_NAMES, Settings
 
 
@@ -107,7 +107,9 @@ def cmd_serve_service(args: argparse.Namespace) -> int:
     settings = _settings(args)
     ensure_tiny_models(settings)
     app = create_app(args.name, settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # log_config=None: uvicorn's own lines go through the root handler too, in the same format
+    with log_context(service=args.name):
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
 
 
@@ -160,7 +162,9 @@ async def _serve_all(settings: Settings, host: str, port: int, services_port: in
 
     apps = [(create_gateway(settings), port)]
     apps += [(create_app(name, settings), services_port + i) for i, name in enumerate(SERVICE_NAMES)]
-    servers = [uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level=log_level)) for app, p in apps]
+    servers = [
+        uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level=log_level, log_config=None)) for app, p in apps
+    ]
     for server in servers:  # one handler for all five servers: each would otherwise take the signal for itself
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
 
@@ -237,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     _offline_by_default()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("warning", json_format=Settings().log_json)
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

@@ -218,6 +218,9 @@ class Settings(BaseSettings):
     tiny_dir: Path = Field(default_factory=default_tiny_dir)
     storage_url: str = Field(default="out", description="artifact store root: a directory or s3://bucket/prefix")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker and job store")
+    log_json: bool = Field(
+        default=False, description="log one JSON object per line (with job, pair, step ids) instead of plain text"
+    )
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)

@@ -13,11 +13,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 from kombu.entity import Queue
 
+from spotdiff.logs import configure_logging
 from spotdiff.pipeline import STEPS
 from spotdiff.protocol import Stage
 from spotdiff.settings import Settings
@@ -49,6 +53,16 @@ def create_celery(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def _configure_worker_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """The worker logs like every spotdiff process: JSON lines with SPOTDIFF_LOG_JSON, each tagged with the job,
+    pair and step it is about (the task sets them)."""
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else (loglevel or "warning")
+    configure_logging(str(level), json_format=Settings().log_json)
+
+
+setup_logging.connect(_configure_worker_logging)  # with a receiver, Celery leaves logging to it
 
 
 def send_step(celery: Celery, job_id: str, pair_json: str, step: Stage) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from spotdiff.clients import ServiceCallError, ServiceClients
+from spotdiff.logs import log_context
 from spotdiff.pipeline import STEPS, PairFailed, PairPipeline, PairRun, next_step
 from spotdiff.protocol import CaptionPair, ModelRef, Rejection, SampleRecord, Stage
 from spotdiff.settings import PipelineSettings, Settings
@@ -98,10 +99,16 @@ def worker_process() -> WorkerProcess:
 )
 def run_step(self: Any, job_id: str, pair_json: str, step_name: str, enqueued_at: float | None = None) -> str:
     """Run ``step_name`` of one pair; enqueue the next step, or keep the pair's record when it ends here."""
+    pair = CaptionPair.model_validate_json(pair_json)
+    with log_context(job_id=job_id, pair_id=pair.id, step=step_name):
+        outcome = _run_step(self, job_id, pair, pair_json, Stage(step_name), enqueued_at)
+        log.info("step %s: %s", step_name, outcome)
+        return outcome
+
+
+def _run_step(self: Any, job_id: str, pair: CaptionPair, pair_json: str, step: Stage, enqueued_at: float | None) -> str:
     worker = worker_process()
     store = worker.store
-    step = Stage(step_name)
-    pair = CaptionPair.model_validate_json(pair_json)
     if store.has_record(job_id, pair.id):  # redelivered after the record was written
         store.count(job_id, store.record(job_id, pair.id))
         for planned in store.plan_next_round(job_id):
@@ -132,13 +139,13 @@ def run_step(self: Any, job_id: str, pair_json: str, step_name: str, enqueued_at
         retries = self.request.retries
         if retries < config.worker.max_retries:
             delay = config.worker.retry_backoff_s * 2**retries * (1 + random.random() / 2)
-            log.warning("pair %s/%s: %s; retry %d in %.1fs", job_id, pair.id, failed, retries + 1, delay)
+            log.warning("%s; retry %d in %.1fs", failed, retries + 1, delay)
             raise self.retry(countdown=delay, max_retries=config.worker.max_retries) from failed
         record = failed.record
     except TRANSIENT:
         raise  # autoretry
     except Exception as exc:  # a bug of ours: the pair ends with it on record rather than vanish with the task
-        log.exception("pair %s/%s: step %s failed", job_id, pair.id, step.value)
+        log.exception("step %s failed", step.value)
         failure = Rejection(stage=step, reason="internal_error", message=f"{type(exc).__name__}: {exc}")
         record = worker.failure_record(job_id, run, failure, config)
     if record is not None:
