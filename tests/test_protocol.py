@@ -35,3 +35,12 @@ def test_sample_status_and_rejection_agree() -> None:
         SampleRecord(status=SampleStatus.REJECTED, **common)
     with pytest.raises(ValidationError):
         SampleRecord(status=SampleStatus.ACCEPTED, **common)  # accepted without regions
+
+
+def test_the_documented_job_examples_are_valid_requests() -> None:
+    from spotdiff.protocol.jobs import JobRequest
+
+    examples = JobRequest.model_json_schema()["examples"]
+    assert len(examples) >= 2
+    for example in examples:
+        JobRequest.model_validate(example)

@@ -18,7 +18,25 @@ MAX_GIVEN_ID_CHARS = 100  # room for the mark and a number within CaptionPair's 
 class JobRequest(BaseModel):
     """What a client submits: caption pairs and, optionally, pipeline settings for this job only."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "pairs": [
+                        {"id": "dog-cat", "source": "A dog on the grass", "target": "A cat on the grass", "seed": 7},
+                        {"id": "car-bus", "source": "A red car on a street", "target": "A red bus on a street"},
+                    ]
+                },
+                {
+                    "pairs": [{"id": "dog-cat", "source": "A dog on the grass", "target": "A cat on the grass"}],
+                    "settings": {"semantics": "dj"},
+                    "target_accepted": 20,
+                    "budget_pairs": 200,
+                },
+            ]
+        },
+    )
 
     pairs: list[CaptionPair] = Field(min_length=1)
     settings: dict[str, Any] = Field(
