@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,20 @@ from spotdiff.settings import SERVICE_NAMES
 # another database for a second test run on the same machine at the same time
 REDIS_URL = os.environ.get("SPOTDIFF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 KEYS = {"alice": "alice-secret-key", "bob": "bob-secret-key"}
+
+
+@contextlib.contextmanager
+def gateway_process(env: dict[str, str]) -> Iterator[str]:
+    """A gateway as its own process (uvicorn, the app factory reads ``env``); yields its URL once it is ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--port", str(port)]
+    process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready({"gateway": url}, timeout=120)
+        yield url
+    finally:
+        stop([process])
 
 
 @pytest.fixture(scope="session")

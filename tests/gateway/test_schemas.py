@@ -5,8 +5,6 @@ the schema documents: never a 5xx, never an undocumented status, content type or
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -23,9 +21,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from gateway.deps import hash_key
-from services.launch import free_port, stop, wait_ready
 
-from .conftest import KEYS
+from .conftest import KEYS, gateway_process
 
 # Every check but "valid data is accepted": the services' limits (steps, pixels, tokens) are settings, so a
 # request the schema allows may still get a documented 422.
@@ -68,21 +65,16 @@ def test_each_service_answers_everything_as_its_schema_says(stack: dict, service
 
 @pytest.fixture(scope="module")
 def gateway_url(stack: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     env = {
         **stack["env"],
         "SPOTDIFF_REDIS_URL": GATEWAY_REDIS,
         "SPOTDIFF_STORAGE_URL": str(tmp_path_factory.mktemp("fuzzed-jobs")),
         "SPOTDIFF_GATEWAY__API_KEYS": f'["{hash_key(KEYS["alice"])}"]',
     }
-    command = [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--port", str(port)]
-    process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready({"gateway": url}, timeout=120)
-        yield url
+        with gateway_process(env) as url:
+            yield url
     finally:
-        stop([process])
         redis.Redis.from_url(GATEWAY_REDIS).flushdb()
 
 

@@ -4,8 +4,6 @@ process, with the worker and the four services of the stack running the job; and
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,9 +14,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from gateway.deps import hash_key
-from services.launch import free_port, stop, wait_ready
 
-from .conftest import KEYS
+from .conftest import KEYS, gateway_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 # This machine has no network: without these, Chromium waits on update, sync and QUIC probes.
@@ -67,20 +64,13 @@ def auth(who: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def gateway_url(stack: dict) -> Iterator[str]:
     """A gateway process on the stack's Redis and storage, so the stack's worker runs what it accepts."""
-    port = free_port()
     env = {
         **stack["env"],
         "SPOTDIFF_STORAGE_URL": str(stack["storage"]),
         "SPOTDIFF_GATEWAY__API_KEYS": json.dumps([hash_key(KEYS["alice"]), hash_key(KEYS["bob"])]),
     }
-    command = [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory", "--port", str(port)]
-    process = subprocess.Popen([*command, "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready({"gateway": url}, timeout=120)
+    with gateway_process(env) as url:
         yield url
-    finally:
-        stop([process])
 
 
 @pytest_asyncio.fixture(scope="module")
