@@ -10,4 +10,4 @@ COPY workers ./workers
 RUN pip install --no-cache-dir .
 USER 1000
 EXPOSE 8000
-CMD ["uvicorn", "--factory", "gateway.app:create_app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["spotdiff", "serve-gateway", "--host", "0.0.0.0", "--port", "8000"]

@@ -90,6 +90,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_gateway(args: argparse.Namespace) -> int:
+    """The gateway alone (its own container or pod): jobs, single-service calls, the web page, metrics."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    with log_context(service="gateway"):
+        uvicorn.run(
+            create_app(_settings(args)), host=args.host, port=args.port, log_level=args.log_level, log_config=None
+        )
+    return 0
+
+
 def _share_the_cpu_politely() -> None:
     """A service process usually shares its cores with other services and workers. OpenMP's threads spin
     while they wait for work by default, and several processes spinning on the same cores slow each other
@@ -220,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", choices=["tiny", "reference"])
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve_service)
+
+    gateway = commands.add_parser("serve-gateway", help="serve the gateway alone (services and workers elsewhere)")
+    gateway.add_argument("--host", default="127.0.0.1")
+    gateway.add_argument("--port", type=int, default=8000)
+    gateway.add_argument("--log-level", default="info")
+    gateway.set_defaults(func=cmd_serve_gateway)
 
     stack = commands.add_parser("serve", help="gateway + the four services + a Celery worker, on the local Redis")
     stack.add_argument("--host", default="127.0.0.1")

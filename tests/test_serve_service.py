@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -78,3 +79,29 @@ def test_a_service_process_waits_for_work_passively_unless_told_otherwise(monkey
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     _share_the_cpu_politely()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_gateway_serves_alone_and_logs_json_lines(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SPOTDIFF_REDIS_URL": "redis://127.0.0.1:6379/9",
+        "SPOTDIFF_STORAGE_URL": str(tmp_path / "store"),
+        "SPOTDIFF_LOG_JSON": "true",
+    }
+    log = tmp_path / "gateway.log"
+    command = [sys.executable, "-m", "spotdiff.cli", "serve-gateway", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline and server.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert lines and all(line["service"] == "gateway" and line["level"] for line in lines)
