@@ -385,6 +385,11 @@ function renderStatus(status) {
   byId("total").textContent = String(status.total);
   byId("accepted").textContent = String(status.accepted);
   byId("rejected").textContent = String(status.rejected);
+  // a job that asks for N samples: its target, the round it is in, and why it stopped
+  byId("target-box").hidden = status.target_accepted == null;
+  byId("target").textContent = String(status.target_accepted ?? "");
+  byId("rounds").textContent = String(status.rounds ?? 1);
+  byId("stopped").textContent = status.stopped ? `· stopped: ${status.stopped}` : "";
   const overall = byId("overall");
   overall.max = Math.max(1, status.total);
   overall.value = status.done;

@@ -111,6 +111,7 @@ async def test_the_page_runs_a_job_and_shows_progress_funnel_gallery_and_exports
     assert seen_steps, "no step ever showed a waiting or running pair"
     assert set(seen_steps) <= STEPS and all(1 <= count <= 3 for count in seen_steps.values())
     assert await page.text_content("#done") == "3" and await page.text_content("#total") == "3"
+    assert await page.locator("#target-box").is_hidden()  # a job without target_accepted shows none
     accepted = int(await page.text_content("#accepted") or "")
     rejected = int(await page.text_content("#rejected") or "")
     assert accepted + rejected == 3 and accepted >= 1
