@@ -3,11 +3,12 @@ integration tests and the benchmarks, which all need the same stack (torch-free:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import IO
 
 import httpx
@@ -19,6 +20,24 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_block(count: int, avoid: Collection[int] = ()) -> int:
+    """The first of ``count`` consecutive ports nothing listens on right now (none of them in ``avoid``)."""
+    for _ in range(100):
+        first = free_port()
+        block = range(first, first + count)
+        if any(port in avoid for port in block) or block.stop > 65536:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in block:
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"found no {count} consecutive free ports")
 
 
 def worker_command(concurrency: int, loglevel: str = "warning") -> list[str]:

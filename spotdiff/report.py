@@ -78,7 +78,9 @@ def stage_table(records: Sequence[SampleRecord]) -> list[StageRow]:
     stopped = Counter(record.rejection.stage for record in records if record.rejection is not None)
     rows = []
     reached = len(records)
-    for stage in _STAGES:
+    # the target is no filter: its row only appears when a job with target_accepted had surplus pairs
+    stages = [stage for stage in _STAGES if stage is not Stage.TARGET or stopped[stage]]
+    for stage in stages:
         rows.append(StageRow(stage, reached, stopped[stage]))
         reached -= stopped[stage]
     return rows

@@ -159,7 +159,7 @@ def test_funnel_counts_each_outcome_in_pipeline_order(run_dir: Path) -> None:
 
 def test_stage_table_counts_who_reached_and_who_was_stopped(run_dir: Path) -> None:
     rows = stage_table(records_of(run_dir))
-    assert [row.stage for row in rows] == list(Stage)
+    assert [row.stage for row in rows] == [stage for stage in Stage if stage is not Stage.TARGET]  # no surplus here
     assert [(row.reached, row.rejected, row.passed) for row in rows] == [
         (7, 1, 6),  # objects
         (6, 0, 6),  # generate

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from services.launch import free_port
+from services.launch import free_port, free_port_block
 from tests.test_docs import examples
 
 ROOT = Path(__file__).parents[2]
@@ -24,9 +24,8 @@ SERVE_REDIS = "redis://127.0.0.1:6379/14"
 
 def test_serve_then_the_readme_curls(tiny_dir: Path, tmp_path: Path) -> None:
     redis.Redis.from_url(SERVE_REDIS).flushdb()
-    port, services_port = free_port(), free_port()
-    while any(services_port + i == port for i in range(4)):
-        services_port = free_port()
+    port = free_port()
+    services_port = free_port_block(4, avoid={port})  # serve puts the four services on consecutive ports
     env = {
         **os.environ,
         "SPOTDIFF_TINY_DIR": str(tiny_dir),
@@ -49,7 +48,8 @@ def test_serve_then_the_readme_curls(tiny_dir: Path, tmp_path: Path) -> None:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline and server.poll() is None, "spotdiff serve did not become ready"
+            log = (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline and server.poll() is None, f"spotdiff serve did not start:\n{log}"
             time.sleep(0.3)
         blocks = [example for example in examples() if example.kind in ("serve", "serve-python")]
         assert len(blocks) >= 4

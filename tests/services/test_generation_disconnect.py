@@ -11,7 +11,9 @@ from spotdiff.settings import Settings
 
 
 async def test_disconnect_interrupts_the_running_pair(settings: Settings) -> None:
-    app = create_app("generation", settings)
+    # a long pair to walk away from: above the tiny profile's step limit
+    long_runs = settings.generation.model_copy(update={"max_steps": 200})
+    app = create_app("generation", settings.model_copy(update={"generation": long_runs}))
     async with app.router.lifespan_context(app):
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://generation")
         for _ in range(600):
