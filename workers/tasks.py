@@ -24,6 +24,7 @@ from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.logs import log_context
 from spotdiff.pipeline import STEPS, PairFailed, PairPipeline, PairRun, next_step
 from spotdiff.protocol import CaptionPair, ModelRef, Rejection, SampleRecord, Stage
+from spotdiff.protocol.jobs import JobManifest
 from spotdiff.settings import PipelineSettings, Settings
 from spotdiff.storage import ArtifactStore
 from workers.celery_app import STEP_TASK, app, send_step
@@ -33,6 +34,7 @@ log = logging.getLogger("spotdiff.worker")
 # Redis or the store out of reach is not the pair's fault: the task is tried again later
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 MODELS_TTL_S = 60.0
+MANIFESTS_KEPT = 32
 
 
 class WorkerProcess:
@@ -47,7 +49,20 @@ class WorkerProcess:
             self.settings.worker.service_urls, token=token.get_secret_value() if token else None
         )
         self._models: dict[str, ModelRef] = {}
+        self._manifests: dict[str, JobManifest] = {}
         self._models_at = 0.0
+
+    def manifest(self, job_id: str) -> JobManifest | None:
+        """A job's manifest, read once per process: it never changes after the job is created, and a job of a
+        thousand pairs would otherwise be parsed again by each of its six thousand step tasks."""
+        if job_id not in self._manifests:
+            manifest = self.store.manifest(job_id)
+            if manifest is None:
+                return None
+            if len(self._manifests) >= MANIFESTS_KEPT:
+                self._manifests.pop(next(iter(self._manifests)))  # the oldest job first
+            self._manifests[job_id] = manifest
+        return self._manifests[job_id]
 
     def job_settings(self, overrides: dict[str, Any]) -> Settings:
         """The worker's settings with this job's pipeline overrides applied (validated)."""
@@ -114,7 +129,7 @@ def _run_step(self: Any, job_id: str, pair: CaptionPair, pair_json: str, step: S
         for planned in store.plan_next_round(job_id):
             send_step(app, job_id, planned.model_dump_json(), STEPS[0])
         return "already done"
-    manifest = store.manifest(job_id)
+    manifest = worker.manifest(job_id)
     if manifest is None or store.is_stopped(job_id):
         return "stopped"
     if enqueued_at is not None:
