@@ -21,10 +21,17 @@ log = logging.getLogger("spotdiff.reconciler")
 
 
 def reconcile_lost_jobs(store: JobStore, celery: Celery) -> dict[str, int]:
-    """Jobs in the store with no state in Redis: restored; returns how many pairs each got re-enqueued."""
+    """Jobs in the store with no state in Redis: restored; returns how many pairs each got re-enqueued. Jobs
+    Redis still knows get their next round if one is due and was never planned."""
     restored: dict[str, int] = {}
     for job_id in store.job_ids():
-        if not store.lost(job_id) or store.manifest(job_id) is None:
+        if not store.lost(job_id):
+            # a job with a target whose last round finished while nobody planned the next (a worker died
+            # between the two): plan it now; planning is idempotent, so a round is never added twice
+            for pair in store.plan_next_round(job_id):
+                send_step(celery, job_id, pair.model_dump_json(), STEPS[0])
+            continue
+        if store.manifest(job_id) is None:
             continue
         missing = store.reconcile(job_id)
         steps = {pair.id: store.resume_step(job_id, pair.id) for pair in missing}

@@ -1,0 +1,50 @@
+"""The reconciler plans a round that is due but was never planned (a worker died between the two)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+
+from spotdiff.protocol.jobs import JobManifest, JobRequest
+from workers.jobstore import JobStore
+from workers.reconciler import reconcile_lost_jobs
+
+REDIS_URL = "redis://127.0.0.1:6379/8"
+
+
+class RecordingCelery:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple, str]] = []
+
+    def send_task(self, name: str, args: tuple, queue: str) -> None:
+        self.sent.append((name, args, queue))
+
+
+def test_a_due_round_is_planned_once(tmp_path: Path) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        store = JobStore.from_url(REDIS_URL, str(tmp_path))
+        request = JobRequest.model_validate(
+            {"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}], "target_accepted": 4, "budget_pairs": 20}
+        )
+        manifest = JobManifest(
+            id="job", owner="local", request=request, fingerprint="f", created=time.time(), budget_pairs=20
+        )
+        first = store.create(manifest)
+        assert [pair.id for pair in first] == ["a", "a--v1", "a--v2", "a--v3"]
+        # the round ran: two accepted, two rejected, and the worker died before it planned the next round
+        store.redis.hset(store.key("job"), mapping={"done": 4, "accepted": 2, "rejected": 2, "state": "running"})
+        celery = RecordingCelery()
+        reconcile_lost_jobs(store, celery)  # type: ignore[arg-type]
+        queued = [args[1] for _, args, queue in celery.sent if queue == "spotdiff.generate"]
+        assert len(queued) == 5  # 2 to go at a yield of 0.5, +20 %
+        status = store.status("job")
+        assert status is not None and status.total == 9 and status.rounds == 2
+        reconcile_lost_jobs(store, celery)  # type: ignore[arg-type]
+        assert len(celery.sent) == 5  # planned once
+        assert len(store.planned_pairs("job")) == 9
+    finally:
+        client.flushdb()
