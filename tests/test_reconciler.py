@@ -48,3 +48,18 @@ def test_a_due_round_is_planned_once(tmp_path: Path) -> None:
         assert len(store.planned_pairs("job")) == 9
     finally:
         client.flushdb()
+
+
+def test_a_job_ends_once_however_many_pairs_see_it_end(tmp_path: Path) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        store = JobStore.from_url(REDIS_URL, str(tmp_path))
+        request = JobRequest.model_validate({"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}]})
+        store.create(JobManifest(id="job", owner="local", request=request, fingerprint="f", created=time.time()))
+        store.stop("job", "target_reached")
+        store.stop("job", "target_reached")
+        types = [fields["type"] for _, fields in store.events("job", block_ms=10)]
+        assert types.count("done") == 1 and store.status("job").stopped == "target_reached"  # type: ignore[union-attr]
+    finally:
+        client.flushdb()

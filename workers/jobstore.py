@@ -254,7 +254,10 @@ class JobStore:
         pipe.execute()
 
     def stop(self, job_id: str, reason: str | None) -> None:
-        """The job is done: every pair finished, or (with a target) the target or a budget was reached."""
+        """The job is done: every pair finished, or (with a target) the target or a budget was reached. Once:
+        pairs finishing together may all see the target reached, but only the first ends the job."""
+        if not self.redis.hsetnx(self.key(job_id), "ended", time.time()):
+            return
         mapping: dict[str, Any] = {"state": JobState.DONE.value, "updated": time.time()}
         if reason is not None:
             mapping["stopped"] = reason
