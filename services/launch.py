@@ -59,23 +59,18 @@ def worker_command(concurrency: int, loglevel: str = "warning") -> list[str]:
     ]
 
 
+def service_command(name: str, port: int, log_level: str = "warning") -> list[str]:
+    """``spotdiff serve-service`` for one service on ``port``."""
+    return [sys.executable, "-m", "spotdiff.cli", "serve-service", name, "--port", str(port), "--log-level", log_level]
+
+
 def start_services(
     urls: Mapping[str, str], env: Mapping[str, str], log: int | IO[bytes] = subprocess.DEVNULL
 ) -> list[subprocess.Popen[bytes]]:
     """One ``spotdiff serve-service`` process per service, each on its URL's port."""
     return [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spotdiff.cli",
-                "serve-service",
-                name,
-                "--port",
-                url.rsplit(":", 1)[1],
-                "--log-level",
-                "warning",
-            ],
+            service_command(name, int(url.rsplit(":", 1)[1])),
             env=dict(env),
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from services.launch import free_port
+from services.launch import free_port, service_command
 from services.similarity.protocol import CosineRequest, Operand, ScorePair
 from spotdiff.clients import SimilarityClient
 from spotdiff.settings import SERVICE_NAMES
@@ -22,17 +22,7 @@ def test_each_service_serves_alone(tiny_dir: Path) -> None:
     ports = {name: free_port() for name in SERVICE_NAMES}
     processes = {
         name: subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spotdiff.cli",
-                "serve-service",
-                name,
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+            service_command(name, port),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -22,6 +22,7 @@ from spotdiff.imgdiff.rounds import next_round, round_pairs
 from spotdiff.pipeline import STEPS, PairRun, next_step
 from spotdiff.protocol import CaptionPair, Rejection, SampleRecord, SampleStatus, Stage
 from spotdiff.protocol.jobs import JobManifest, JobState, JobStatus
+from spotdiff.report import funnel_key
 from spotdiff.storage import ArtifactStore
 
 PREFIX = "spotdiff:job:"
@@ -58,12 +59,6 @@ def surplus(record: SampleRecord, target: int) -> SampleRecord:
         numbers={"target_accepted": target},
     )
     return record.model_copy(update={"status": SampleStatus.REJECTED, "rejection": rejection})
-
-
-def funnel_key(record: SampleRecord) -> str:
-    if record.rejection is None:
-        return "accepted"
-    return f"{record.rejection.stage.value}:{record.rejection.reason}"
 
 
 class JobStore:

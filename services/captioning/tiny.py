@@ -23,6 +23,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from services.kit.checkpoints import save_pretrained
+
 UNK, BOS, EOS, PAD, IMAGE = "<unk>", "<s>", "</s>", "<pad>", "<image>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, PAD, IMAGE)  # ids 0..4, Llama's order for the first three
 
@@ -206,11 +208,7 @@ def build_model_and_processor(seed: int = 0) -> tuple[LlavaNextForConditionalGen
 
 def build(out_dir: Path, seed: int = 0) -> Path:
     """Save model (safetensors) and processor with `save_pretrained` into `out_dir` and return it."""
-    model, processor = build_model_and_processor(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return save_pretrained(*build_model_and_processor(seed), out_dir)
 
 
 # Qwen2-VL: the same word-level vocabulary with Qwen's chat and vision tokens, and its chat template.
@@ -322,8 +320,4 @@ def build_qwen2_vl_model_and_processor(seed: int = 0) -> tuple[Any, Any]:
 
 def build_qwen2_vl(out_dir: Path, seed: int = 0) -> Path:
     """Save the tiny Qwen2-VL and its processor with `save_pretrained` into `out_dir` and return it."""
-    model, processor = build_qwen2_vl_model_and_processor(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return save_pretrained(*build_qwen2_vl_model_and_processor(seed), out_dir)

@@ -28,6 +28,8 @@ from transformers import (
     BlipProcessor,
 )
 
+from services.kit.checkpoints import save_pretrained
+
 # open_clip's `model_cfg` schema: what `open_clip.CLIP(**cfg)` takes.
 TINY_CLIP_CONFIG: dict[str, Any] = {
     "embed_dim": 32,
@@ -129,8 +131,4 @@ def build_blip_model_and_processor(seed: int = 0) -> tuple[BlipForImageTextRetri
 
 def build_blip(out_dir: Path, seed: int = 0) -> Path:
     """Save the tiny BLIP (safetensors) and its processor with `save_pretrained` into `out_dir`."""
-    model, processor = build_blip_model_and_processor(seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return save_pretrained(*build_blip_model_and_processor(seed), out_dir)
