@@ -2,30 +2,70 @@
 
 Images are content-addressed (``images/<sha256>.png``): writing the same bytes twice is free and a key
 says exactly what it holds, which is what lets a retried stage find its own earlier output.
+
+Every key is checked before it touches the filesystem: relative, ``/``-separated segments of letters, digits,
+``.``, ``_`` and ``-`` only, none of them ``.`` or ``..``. So no key, whatever a client sent, can name a path
+outside the store's root, and a recursive delete can only remove a folder strictly inside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import re
 import uuid
+from collections.abc import Iterator
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+MAX_KEY_CHARS = 1024
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class InvalidKey(ValueError):
+    """A key that could leave the store's root (or is not a key at all)."""
+
+
+def check_key(key: object) -> str:
+    """``key`` when it names a path strictly inside a store; else `InvalidKey` saying why."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
+        raise InvalidKey(f"a store key is a non-empty string of at most {MAX_KEY_CHARS} characters, not {key!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", "..") or not _SEGMENT.fullmatch(segment):
+            raise InvalidKey(
+                f"store key {key!r}: each '/'-separated part is letters, digits, '.', '_' or '-', "
+                "and never empty, '.' or '..'"
+            )
+    return key
 
 
 class ArtifactStore:
     """A directory (``out/run``) or a bucket prefix (``s3://bucket/prefix``, with the ``s3`` extra)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, fs: fsspec.AbstractFileSystem | None = None) -> None:
         self.url = url
-        fs, root = fsspec.core.url_to_fs(url)
+        if fs is None:
+            fs, url = fsspec.core.url_to_fs(url)
         self.fs: fsspec.AbstractFileSystem = fs
-        self.root = root.rstrip("/")
-        if isinstance(fs, LocalFileSystem):
+        self.root = url.rstrip("/")
+        if self.is_local:
             fs.makedirs(self.root, exist_ok=True)
 
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def child(self, prefix: str) -> ArtifactStore:
+        """The store of a folder inside this one (a job's folder), on the same filesystem."""
+        check_key(prefix)
+        child = ArtifactStore.__new__(ArtifactStore)
+        child.url, child.fs, child.root = f"{self.url.rstrip('/')}/{prefix}", self.fs, f"{self.root}/{prefix}"
+        return child
+
     def path(self, key: str) -> str:
-        return f"{self.root}/{key}"
+        return f"{self.root}/{check_key(key)}"
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
@@ -33,15 +73,41 @@ class ArtifactStore:
     def put_bytes(self, key: str, data: bytes) -> str:
         """Write ``data`` at ``key``; locally through a temporary name, so a reader never sees half a file."""
         target = self.path(key)
-        parent = target.rsplit("/", 1)[0]
-        if isinstance(self.fs, LocalFileSystem):
-            self.fs.makedirs(parent, exist_ok=True)
-            temporary = f"{parent}/.{uuid.uuid4().hex}.part"
-            self.fs.pipe_file(temporary, data)
-            self.fs.mv(temporary, target)
+        if self.is_local:
+            temporary = self._local_temporary(target, data)
+            os.replace(temporary, target)
         else:
             self.fs.pipe_file(target, data)
         return key
+
+    def create_bytes(self, key: str, data: bytes) -> bool:
+        """Write ``data`` at ``key`` only if nothing is there; True when this call created it.
+
+        Exclusive on a local disk (the complete file is linked into place, which fails if the name exists);
+        elsewhere a check then a write, so callers that race there must hold a lock of their own (the job
+        store takes a Redis claim)."""
+        target = self.path(key)
+        if not self.is_local:
+            if self.fs.exists(target):
+                return False
+            self.fs.pipe_file(target, data)
+            return True
+        temporary = self._local_temporary(target, data)
+        try:
+            os.link(temporary, target)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(temporary)
+        return True
+
+    def _local_temporary(self, target: str, data: bytes) -> str:
+        parent = target.rsplit("/", 1)[0]
+        os.makedirs(parent, exist_ok=True)
+        temporary = f"{parent}/.{uuid.uuid4().hex}.part"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        return temporary
 
     def put_image(self, data: bytes, extension: str = "png") -> str:
         """Store encoded image bytes under their content hash and return the key."""
@@ -62,3 +128,23 @@ class ArtifactStore:
         path = self.path(key)
         with self.fs.open(path, "a", encoding="utf-8") as handle:
             handle.write(line.rstrip("\n") + "\n")
+
+    def names(self, folder: str) -> list[str]:
+        """The names of the files and folders directly in ``folder`` (none when it does not exist)."""
+        try:
+            entries = self.fs.ls(self.path(folder), detail=False)
+        except FileNotFoundError:
+            return []
+        return [str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries]
+
+    def remove_tree(self, folder: str) -> None:
+        """Delete ``folder`` and everything in it: a folder strictly inside this store, never its root."""
+        path = self.path(folder)
+        with contextlib.suppress(FileNotFoundError):
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+
+    def iter_lines(self, key: str) -> Iterator[str]:
+        """The lines of a text file, read as a stream."""
+        with self.fs.open(self.path(key), "r", encoding="utf-8") as handle:
+            yield from handle

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spotdiff.protocol.common import Box
+from spotdiff.protocol.ids import PairId
 
 MAX_CAPTION_CHARS = 1000
+MAX_OBJECTS = 16
+MAX_OBJECT_CHARS = 100
+NOT_BLANK = r"\S"  # at least one character that is not whitespace
+Caption = Annotated[str, Field(min_length=1, max_length=MAX_CAPTION_CHARS, pattern=NOT_BLANK)]
+ObjectWord = Annotated[str, Field(min_length=1, max_length=MAX_OBJECT_CHARS, pattern=NOT_BLANK)]
 
 
 class Stage(StrEnum):
@@ -30,21 +36,16 @@ class CaptionPair(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
-    source: str = Field(min_length=1, max_length=MAX_CAPTION_CHARS)
-    target: str = Field(min_length=1, max_length=MAX_CAPTION_CHARS)
-    source_objects: list[str] | None = Field(
-        default=None, description="changed objects of the source side; derived from the captions when absent"
+    id: PairId = Field(description="unique within its job; it names the pair's files in the store")
+    source: Caption
+    target: Caption = Field(description="differs from the source (ignoring case)")
+    source_objects: list[ObjectWord] | None = Field(
+        default=None,
+        max_length=MAX_OBJECTS,
+        description="changed objects of the source side; derived from the captions when absent",
     )
-    target_objects: list[str] | None = None
+    target_objects: list[ObjectWord] | None = Field(default=None, max_length=MAX_OBJECTS)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
-
-    @field_validator("source_objects", "target_objects")
-    @classmethod
-    def _objects_not_blank(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any(not word.strip() for word in value):
-            raise ValueError("objects must be non-empty words")
-        return value
 
     @model_validator(mode="after")
     def _captions_differ(self) -> CaptionPair:
@@ -107,7 +108,7 @@ class SampleStatus(StrEnum):
 class SampleRecord(BaseModel):
     """One record per caption pair: an accepted sample with its regions, or a rejection with its reason."""
 
-    pair_id: str
+    pair_id: PairId
     status: SampleStatus
     source: str
     target: str
