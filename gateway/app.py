@@ -1,32 +1,36 @@
-"""The gateway app: jobs, single-service calls, health, readiness (Redis and every service), metrics, one
-error envelope, and the reconciler that finishes jobs whose progress Redis lost."""
+"""The gateway app: jobs, single-service calls, health, readiness (Redis, the store and every service), metrics,
+one error envelope (a missing dependency is a 503 with Retry-After, never a bare 500), and the reconciler that
+finishes jobs whatever died on the way (`workers.reconciler`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 import httpx
-from fastapi import APIRouter, FastAPI
+import redis
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, start_http_server
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import SettingsDep, StoreDep
-from gateway.jobs import router as jobs_router
+from gateway.jobs import build_router as build_jobs_router
 from gateway.metrics import PipelineStatsCollector
 from gateway.services import ServiceGates
 from gateway.services import router as services_router
 from gateway.web import router as web_router
 from services.kit.app import MetricsMiddleware, RequestLimitMiddleware
-from services.kit.errors import install_error_handlers
+from services.kit.errors import ServiceError, error_response, install_error_handlers
 from services.kit.metrics import ServiceMetrics
 from spotdiff.settings import Settings
 from workers.celery_app import create_celery
 from workers.jobstore import JobStore
-from workers.reconciler import reconcile_lost_jobs
+from workers.reconciler import FULL_SCAN_EVERY, reconcile
 
 log = logging.getLogger("spotdiff.gateway")
 
@@ -40,8 +44,8 @@ async def healthz() -> dict[str, str]:
 
 @health.get(
     "/readyz",
-    summary="Redis answers and every model service is ready",
-    responses={503: {"description": "Redis or a service is not ready"}},
+    summary="Redis answers, the artifact store is reachable and every model service is ready",
+    responses={503: {"description": "Redis, the store or a service is not ready: `checks` says which"}},
 )
 async def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     checks: dict[str, str] = {}
@@ -49,7 +53,12 @@ async def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
         await run_in_threadpool(store.redis.ping)
         checks["redis"] = "ok"
     except Exception as exc:
-        checks["redis"] = f"unreachable: {type(exc).__name__}"
+        checks["redis"] = f"unreachable: {type(exc).__name__}: {exc}"
+    try:
+        await run_in_threadpool(store.storage.names, "jobs")
+        checks["store"] = "ok"
+    except Exception as exc:
+        checks["store"] = f"unreachable: {type(exc).__name__}: {exc}"
 
     async def probe(name: str, url: str, client: httpx.AsyncClient) -> None:
         try:
@@ -65,20 +74,68 @@ async def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
 
 
 RECONCILE_LOCK = "spotdiff:reconciler"
+DEPENDENCY_RETRY_AFTER = "5"
 
 
 async def reconcile_forever(app: FastAPI) -> None:
-    """Every ``reconcile_interval_s``, restore the jobs Redis lost; one gateway at a time (a Redis lock)."""
+    """Every ``reconcile_interval_s``, one reconciler pass; one gateway at a time (a Redis lock)."""
     settings: Settings = app.state.settings
     store: JobStore = app.state.store
     interval = settings.gateway.reconcile_interval_s
+    passes = 0
     while True:
         await asyncio.sleep(interval)
         try:
-            if await run_in_threadpool(store.redis.set, RECONCILE_LOCK, "1", nx=True, ex=max(1, int(interval))):
-                await run_in_threadpool(reconcile_lost_jobs, store, app.state.celery)
+            if await run_in_threadpool(store.redis.set, RECONCILE_LOCK, "1", nx=True, px=max(1, int(interval * 1000))):
+                full = passes % FULL_SCAN_EVERY == 0
+                await run_in_threadpool(partial(reconcile, store, app.state.celery, settings, full=full))
+                passes += 1
         except Exception:  # Redis away: try again next round; the loop must outlive any one failure
-            log.exception("reconciling lost jobs failed")
+            log.exception("a reconciler pass failed")
+
+
+def install_dependency_handlers(app: FastAPI) -> None:
+    """Redis or the artifact store out of reach: a 503 that says which, with Retry-After."""
+
+    async def redis_down(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(
+            503,
+            "redis_unavailable",
+            f"Redis is unreachable ({type(exc).__name__}); nothing was changed, try again",
+            headers={"Retry-After": DEPENDENCY_RETRY_AFTER},
+        )
+
+    async def store_down(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(
+            503,
+            "store_unavailable",
+            f"the artifact store is unreachable ({type(exc).__name__}); try again",
+            headers={"Retry-After": DEPENDENCY_RETRY_AFTER},
+        )
+
+    app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
+    app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
+    app.add_exception_handler(OSError, store_down)
+
+
+def metrics_route(app: FastAPI, registry: CollectorRegistry, settings: Settings) -> None:
+    """/metrics on the API's port (behind a bearer token when one is set), or on a port of its own."""
+    gateway = settings.gateway
+    if gateway.metrics_port is not None:
+        return  # served by prometheus_client's own server, started in the lifespan
+    token = gateway.metrics_token
+
+    @app.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
+    async def prometheus(request: Request) -> Response:
+        if token is not None:
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent, f"Bearer {token.get_secret_value()}"):
+                raise ServiceError(
+                    401, "unauthorized", "/metrics needs its token", headers={"WWW-Authenticate": "Bearer"}
+                )
+        # off the event loop: the pipeline's metrics are read from Redis at scrape time
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings | None = None, store: JobStore | None = None) -> FastAPI:
@@ -87,9 +144,14 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reconciler = asyncio.create_task(reconcile_forever(app))
+        metrics_server = None
+        if settings.gateway.metrics_port is not None:
+            metrics_server, _ = start_http_server(settings.gateway.metrics_port, registry=metrics.registry)
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.shutdown()
             reconciler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reconciler
@@ -109,16 +171,12 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     metrics = ServiceMetrics("gateway")
     metrics.registry.register(PipelineStatsCollector.from_url(settings.redis_url))
     install_error_handlers(app)
+    install_dependency_handlers(app)
     app.include_router(health)
-    app.include_router(jobs_router)
+    app.include_router(build_jobs_router(settings))
     app.include_router(services_router)
     app.include_router(web_router)
-
-    @app.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
-    async def prometheus() -> Response:
-        # off the event loop: the pipeline's metrics are read from Redis at scrape time
-        body = await run_in_threadpool(generate_latest, metrics.registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+    metrics_route(app, metrics.registry, settings)
 
     app.add_middleware(RequestLimitMiddleware, max_bytes=settings.gateway.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -39,7 +39,10 @@ class ServiceGates:
         token = settings.worker.service_token
         # no retries here: a refusal goes back to the caller, who knows whether waiting is worth it
         self.clients = ServiceClients.over_http(
-            settings.worker.service_urls, token=token.get_secret_value() if token else None, retries=0
+            settings.worker.service_urls,
+            token=token.get_secret_value() if token else None,
+            retries=0,
+            budgets=settings.service_budgets(),
         )
         self.limit = settings.gateway.max_concurrent_service_calls
         self.gates = {client.service: asyncio.Semaphore(self.limit) for client in self.clients.all()}

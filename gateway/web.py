@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import OwnerDep, StoreDep
-from gateway.jobs import JobId, _owned
+from gateway.jobs import JobId
+from gateway.jobs_serving import owned
 from services.kit.errors import ERROR_RESPONSES, ErrorResponse, ServiceError
 from workers.jobstore import JobStore
 
@@ -81,7 +82,7 @@ def _image_bytes(store: JobStore, job_id: str, name: str) -> bytes:
     },
 )
 async def job_image(job_id: JobId, name: ImageName, owner: OwnerDep, store: StoreDep) -> Response:
-    await run_in_threadpool(_owned, store, job_id, owner)
+    await run_in_threadpool(owned, store, job_id, owner)
     data = await run_in_threadpool(_image_bytes, store, job_id, name)
     # content-addressed: the bytes behind a name never change, but only its owner may keep them
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=31536000, immutable"})

@@ -65,16 +65,20 @@ class ServiceClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.AsyncClient(base_url=base_url, transport=transport, headers=headers, timeout=timeout)
         self.retries = retries
+        self.budget_s = timeout  # one call, its retries included, never takes longer
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
     async def _request(self, method: str, path: str, body: BaseModel | None = None) -> httpx.Response:
-        """Send, retrying transient refusals (honouring ``Retry-After``, with jitter) a bounded number of times."""
+        """Send, retrying transient refusals (honouring ``Retry-After``, with jitter) a bounded number of times,
+        all within the client's time budget."""
         payload = None if body is None else body.model_dump(mode="json", exclude_none=True)
+        deadline = time.monotonic() + self.budget_s
         for attempt in range(self.retries + 1):
+            remaining = deadline - time.monotonic()
             try:
-                response = await self.http.request(method, path, json=payload)
+                response = await self.http.request(method, path, json=payload, timeout=max(remaining, 0.001))
             except httpx.TransportError as exc:
                 error = ServiceCallError(self.service, 0, "unreachable", str(exc) or type(exc).__name__)
                 retry_after = 0.5 * 2**attempt
@@ -83,9 +87,10 @@ class ServiceClient:
                     return response
                 error = self._error(response)
                 retry_after = _retry_after(response, default=0.5 * 2**attempt)
-            if not error.transient or attempt == self.retries:
+            pause = min(retry_after, 30.0) * (1 + 0.25 * random.random())
+            if not error.transient or attempt == self.retries or time.monotonic() + pause >= deadline:
                 raise error
-            await asyncio.sleep(min(retry_after, 30.0) * (1 + 0.25 * random.random()))
+            await asyncio.sleep(pause)
         raise AssertionError("unreachable")
 
     def _error(self, response: httpx.Response) -> ServiceCallError:
@@ -183,10 +188,22 @@ class ServiceClients:
         await asyncio.gather(*(client.aclose() for client in self.all()))
 
     @classmethod
-    def over_http(cls, urls: dict[str, str], token: str | None = None, retries: int = 4) -> ServiceClients:
+    def over_http(
+        cls,
+        urls: dict[str, str],
+        token: str | None = None,
+        retries: int = 4,
+        budgets: dict[str, float] | None = None,
+    ) -> ServiceClients:
+        """Clients of the services at ``urls``; ``budgets`` (seconds per call, by service) bound each call."""
+        budgets = budgets or {}
+
+        def options(name: str) -> dict[str, Any]:
+            return {"token": token, "retries": retries, "timeout": budgets.get(name, 600.0)}
+
         return cls(
-            generation=GenerationClient(urls["generation"], token=token, retries=retries),
-            similarity=SimilarityClient(urls["similarity"], token=token, retries=retries),
-            regions=RegionsClient(urls["regions"], token=token, retries=retries),
-            captioning=CaptioningClient(urls["captioning"], token=token, retries=retries),
+            generation=GenerationClient(urls["generation"], **options("generation")),
+            similarity=SimilarityClient(urls["similarity"], **options("similarity")),
+            regions=RegionsClient(urls["regions"], **options("regions")),
+            captioning=CaptioningClient(urls["captioning"], **options("captioning")),
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,8 +35,8 @@ def read_records(run_dir: Path) -> list[SampleRecord]:
     return [SampleRecord.model_validate_json(line) for line in lines if line.strip()]
 
 
-def _accepted(records: Sequence[SampleRecord]) -> list[SampleRecord]:
-    return [record for record in records if record.status is SampleStatus.ACCEPTED]
+def _accepted(records: Iterable[SampleRecord]) -> Iterator[SampleRecord]:
+    return (record for record in records if record.status is SampleStatus.ACCEPTED)
 
 
 def _jpeg(store: ArtifactStore, key: str, target: Path) -> None:
@@ -45,7 +45,7 @@ def _jpeg(store: ArtifactStore, key: str, target: Path) -> None:
     image.save(target, format="JPEG", quality=95)
 
 
-def export_llava(records: Sequence[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
+def export_llava(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
     entries: list[dict[str, Any]] = []
     for record in _accepted(records):
         for number, region in enumerate(record.regions):
@@ -70,7 +70,7 @@ def export_llava(records: Sequence[SampleRecord], store: ArtifactStore, out_dir:
     return target
 
 
-def export_dj(records: Sequence[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
+def export_dj(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
     target = out_dir / "dj.jsonl"
     with target.open("w", encoding="utf-8") as handle:
         for record in _accepted(records):
@@ -96,13 +96,15 @@ def export_dj(records: Sequence[SampleRecord], store: ArtifactStore, out_dir: Pa
     return target
 
 
-def export_jsonl(records: Sequence[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
+def export_jsonl(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
     target = out_dir / "records.jsonl"
-    target.write_text("".join(record.model_dump_json() + "\n" for record in records), encoding="utf-8")
+    with target.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(record.model_dump_json() + "\n")
     return target
 
 
-def export_parquet(records: Sequence[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
+def export_parquet(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -143,6 +143,18 @@ STEPS: tuple[Stage, ...] = (
 )
 
 
+#: The services each step calls, one after the other (a step's calls to one service run concurrently): what
+#: its deadline is made of (`spotdiff.jobs.deadlines`).
+STEP_SERVICES: dict[Stage, tuple[str, ...]] = {
+    Stage.GENERATE: ("generation",),
+    Stage.PAIR_FILTER: ("similarity",),
+    Stage.PROPOSALS: ("regions",),
+    Stage.DIFFERENCE_AREAS: ("similarity",),
+    Stage.REGION_LABELS: ("captioning", "similarity"),
+    Stage.DIFFERENCE_CAPTION: ("captioning",),
+}
+
+
 def next_step(step: Stage) -> Stage | None:
     """The step after ``step``, or None after the last."""
     index = STEPS.index(step)

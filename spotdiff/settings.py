@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Profile = Literal["tiny", "reference"]
@@ -36,6 +36,13 @@ class ServiceSettings(BaseModel):
     max_request_bytes: int = Field(default=64 * 2**20, ge=1024)
     max_image_pixels: int = Field(default=4096 * 4096, ge=1)
     token: SecretStr | None = Field(default=None, description="internal bearer token; none means open")
+    request_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="the longest one call to this service may take, its queue wait and retries included: the "
+        "client's time budget, and what the deadline of each pipeline step that calls it is made of",
+    )
 
 
 class GenerationSettings(ServiceSettings):
@@ -61,12 +68,14 @@ class SimilaritySettings(ServiceSettings):
         default="blip", description="scores image-text pairs: BLIP's ITC cosine (the reference) or CLIP's cosine"
     )
     blip_model: str = Field(default="Salesforce/blip-itm-large-coco", description="BlipForImageTextRetrieval")
+    request_timeout_s: float = Field(default=120.0, gt=0, le=86400, description="scores take milliseconds")
 
 
 class RegionsSettings(ServiceSettings):
     model: str = Field(default="sam_vit_h_4b8939.pth", description="segment-anything checkpoint file")
     model_type: str = "vit_h"
     max_batch_size: int = 4
+    request_timeout_s: float = Field(default=300.0, gt=0, le=86400, description="a 32x32-point pass takes seconds")
     points_per_side: int = 32
     points_per_batch: int = 64
     pred_iou_thresh: float = 0.88
@@ -86,8 +95,17 @@ class CaptioningSettings(ServiceSettings):
     max_new_tokens_limit: int = Field(default=512, ge=1)
 
 
+# Cosine scores lie in [-1, 1]; a threshold just outside that range lets every score through.
+Threshold = Annotated[float, Field(ge=-1.01, le=1.01)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+MAX_NEW_TOKENS = 4096  # no service is ever configured above this; each has its own, lower, limit
+
+
 class PipelineSettings(BaseModel):
-    """The Img-Diff decisions; reference (ORIG) values by default."""
+    """The Img-Diff decisions; reference (ORIG) values by default. Every value is bounded and finite: a job may
+    carry them (`JobSettings`), and a NaN threshold would decide nothing."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     semantics: Literal["orig", "dj"] = Field(
         default="orig", description="which reference variant's rules (spotdiff/imgdiff/areas.py names each)"
@@ -97,28 +115,37 @@ class PipelineSettings(BaseModel):
         description="amg: SAM's automatic masks on both images (the reference); prior: the weight-free change "
         "map's boxes; prior_sam: the change map's boxes as SAM box prompts on both images",
     )
-    prior_block: int | None = Field(default=None, ge=1, description="change-map block in pixels (none: 1/64 side)")
-    prior_max_boxes: int = Field(default=10, ge=1)
-    pair_cosine_min: float = Field(default=0.9, description="keep the pair if min < cos < max")
-    pair_cosine_max: float = 0.98
-    text_match_min: float = Field(default=0.35, description="a crop matches a changed object above this")
-    crop_cosine_max: float = Field(default=0.85, description="a crop pair differs below this")
-    nms_iou: float = 0.5
-    max_boxes: int = 10
-    min_region_area_fraction: float = Field(default=1 / 400, description="ORIG: skip label boxes under W*H*this")
-    max_region_area_fraction: float = Field(default=1 / 10, description="DJ: skip label boxes over W*H*this")
-    max_labelled_regions: int = 5
-    label_cosine_max: float = Field(default=0.85, description="labels of a box must differ below this")
-    label_match_min: float = Field(default=0.35, description="each label must match its crop above this")
-    label_max_new_tokens: int = 64
-    caption_max_new_tokens: int = 128
+    prior_block: int | None = Field(
+        default=None, ge=1, le=4096, description="change-map block in pixels (none: 1/64 side)"
+    )
+    prior_max_boxes: int = Field(default=10, ge=1, le=100)
+    pair_cosine_min: Threshold = Field(default=0.9, description="keep the pair if min < cos < max")
+    pair_cosine_max: Threshold = 0.98
+    text_match_min: Threshold = Field(default=0.35, description="a crop matches a changed object above this")
+    crop_cosine_max: Threshold = Field(default=0.85, description="a crop pair differs below this")
+    nms_iou: Fraction = 0.5
+    max_boxes: int = Field(default=10, ge=1, le=100)
+    min_region_area_fraction: Fraction = Field(default=1 / 400, description="ORIG: skip label boxes under W*H*this")
+    max_region_area_fraction: Fraction = Field(default=1 / 10, description="DJ: skip label boxes over W*H*this")
+    max_labelled_regions: int = Field(default=5, ge=1, le=100)
+    label_cosine_max: Threshold = Field(default=0.85, description="labels of a box must differ below this")
+    label_match_min: Threshold = Field(default=0.35, description="each label must match its crop above this")
+    label_max_new_tokens: int = Field(default=64, ge=1, le=MAX_NEW_TOKENS)
+    caption_max_new_tokens: int = Field(default=128, ge=1, le=MAX_NEW_TOKENS)
     caption_wording: Literal["reference", "corrected", "dj"] = Field(
         default="reference", description="the difference prompt: verbatim, without the doubled 'the', or DJ's"
     )
-    concurrency: int = Field(default=8, ge=1, description="pairs in flight at once in a run")
+    concurrency: int = Field(default=8, ge=1, le=1024, description="pairs in flight at once in a run")
     cosine_pairs_per_request: int = Field(
-        default=256, ge=1, description="score pairs per similarity request (the service caps operands per request)"
+        default=256,
+        ge=1,
+        le=65536,
+        description="score pairs per similarity request (the service caps operands per request)",
     )
+
+
+#: What a job may not override: how a deployment runs, not what the pipeline decides.
+DEPLOYMENT_ONLY = frozenset({"concurrency", "cosine_pairs_per_request"})
 
 
 class GatewaySettings(BaseModel):
@@ -127,11 +154,35 @@ class GatewaySettings(BaseModel):
     api_keys: list[str] = Field(
         default_factory=list, description="sha256 hex digests of the accepted API keys (never the keys themselves)"
     )
-    max_pairs_per_job: int = Field(default=1000, ge=1)
+    max_pairs_per_job: int = Field(default=1000, ge=1, le=100_000)
     max_request_bytes: int = Field(default=8 * 2**20, ge=1024)
-    reconcile_interval_s: float = Field(default=30.0, gt=0, description="how often lost jobs are looked for")
+    reconcile_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often the reconciler looks for stalled pairs (and, every tenth pass or after a Redis "
+        "loss, for jobs whose progress Redis lost)",
+    )
     max_concurrent_service_calls: int = Field(
         default=8, ge=1, description="single-service calls in flight per service from one gateway; more get 429"
+    )
+    max_jobs_in_flight_per_key: int = Field(
+        default=32, ge=1, description="queued or running jobs one API key may have; one more gets 429"
+    )
+    max_pairs_per_minute_per_key: int = Field(
+        default=20_000,
+        ge=1,
+        description="pairs one API key may submit per minute, sustained (a token bucket that holds at least one "
+        "job of max_pairs_per_job); a job with a target costs its pair budget",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, /metrics answers only 'Authorization: Bearer <token>'"
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="when set, /metrics is served on this port of its own (for a scraper inside the cluster) and "
+        "not on the API's port",
     )
 
 
@@ -148,8 +199,37 @@ class WorkerSettings(BaseModel):
     )
     service_token: SecretStr | None = None
     max_retries: int = Field(default=6, ge=0, description="task retries of a pair whose services stay unavailable")
-    retry_backoff_s: float = Field(default=2.0, gt=0)
-    visibility_timeout_s: int = Field(default=3600, ge=60, description="above the longest pair: no double runs")
+    retry_backoff_s: float = Field(default=2.0, gt=0, description="first retry delay; doubles, at most step_grace_s")
+    step_margin_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a step's deadline is the time budgets of the services it calls in turn plus this (store "
+        "reads and writes, decoding, rendering)",
+    )
+    step_grace_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="past its deadline a step gets this long before Celery's soft time limit, twice this before "
+        "the hard one (which kills the process)",
+    )
+    lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a running step renews its pair's lease every third of this; a lease not renewed for this "
+        "long belongs to a worker that died, and the reconciler sends the step again",
+    )
+    max_lease_expiries: int = Field(
+        default=3,
+        ge=1,
+        description="times a pair's step may outlive its lease (its worker died, or it hung) before the pair "
+        "ends with a deadline_exceeded record",
+    )
+    visibility_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="when Redis hands an unacknowledged task to another worker; default: just above the longest "
+        "step's hard time limit and retry delay",
+    )
     result_expires_s: int = Field(default=3600, ge=60)
 
 
@@ -243,3 +323,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICE_NAMES)}")
         block: ServiceSettings = getattr(self, name)
         return block
+
+    def service_budgets(self) -> dict[str, float]:
+        """Each service's time budget per call, for its clients."""
+        return {name: self.service(name).request_timeout_s for name in SERVICE_NAMES}

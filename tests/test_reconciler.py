@@ -8,8 +8,9 @@ from pathlib import Path
 import redis
 
 from spotdiff.protocol.jobs import JobManifest, JobRequest
+from spotdiff.settings import Settings
 from workers.jobstore import JobStore
-from workers.reconciler import reconcile_lost_jobs
+from workers.reconciler import Pass, restore_lost_jobs, sweep_job
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 
@@ -18,8 +19,16 @@ class RecordingCelery:
     def __init__(self) -> None:
         self.sent: list[tuple[str, tuple, str]] = []
 
-    def send_task(self, name: str, args: tuple, queue: str) -> None:
+    def send_task(self, name: str, args: tuple, queue: str, **options: object) -> None:
         self.sent.append((name, args, queue))
+
+
+def sweep(store: JobStore, celery: RecordingCelery) -> None:
+    """The reconciler's pass, less the broker's own restore (there is no broker here)."""
+    done = Pass()
+    restore_lost_jobs(store, celery, Settings(), done)  # type: ignore[arg-type]
+    for job_id in store.admissions.active():
+        sweep_job(store, celery, Settings(), job_id, done)  # type: ignore[arg-type]
 
 
 def test_a_due_round_is_planned_once(tmp_path: Path) -> None:
@@ -38,12 +47,12 @@ def test_a_due_round_is_planned_once(tmp_path: Path) -> None:
         # the round ran: two accepted, two rejected, and the worker died before it planned the next round
         store.redis.hset(store.key("job"), mapping={"done": 4, "accepted": 2, "rejected": 2, "state": "running"})
         celery = RecordingCelery()
-        reconcile_lost_jobs(store, celery)  # type: ignore[arg-type]
+        sweep(store, celery)
         queued = [args[1] for _, args, queue in celery.sent if queue == "spotdiff.generate"]
         assert len(queued) == 5  # 2 to go at a yield of 0.5, +20 %
         status = store.status("job")
         assert status is not None and status.total == 9 and status.rounds == 2
-        reconcile_lost_jobs(store, celery)  # type: ignore[arg-type]
+        sweep(store, celery)
         assert len(celery.sent) == 5  # planned once
         assert len(store.planned_pairs("job")) == 9
     finally:

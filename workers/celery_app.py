@@ -6,8 +6,10 @@
   in the store), and a worker that dies mid-task puts it back on its queue;
 - ``worker_prefetch_multiplier = 1``: a worker holds one task at a time, so the queue length the autoscaler
   sees is the real backlog;
-- the broker's ``visibility_timeout`` is above the longest step, so Redis does not redeliver a task that is
-  still running;
+- every step has a deadline and Celery time limits above it (`spotdiff.jobs.deadlines`); the broker's
+  ``visibility_timeout`` is just above the longest of them, so Redis never redelivers a task that is still
+  running, and a task held by a worker that died comes back within it (every worker, and the reconciler,
+  look for such tasks every few seconds);
 - results are ignored (the pair's state in the store is the result) and expire anyway.
 """
 
@@ -21,10 +23,12 @@ from celery import Celery
 from celery.signals import setup_logging
 from kombu.entity import Queue
 
+from spotdiff.jobs.deadlines import step_limits, visibility_timeout_s
 from spotdiff.logs import configure_logging
 from spotdiff.pipeline import STEPS
-from spotdiff.protocol import Stage
+from spotdiff.protocol import CaptionPair, Stage
 from spotdiff.settings import Settings
+from workers.jobstore import JobStore
 
 STEP_TASK = "spotdiff.step"
 
@@ -40,13 +44,14 @@ STEP_QUEUES: tuple[str, ...] = tuple(step_queue(step) for step in STEPS)
 def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     app = Celery("spotdiff", broker=settings.redis_url, include=["workers.tasks"])
+    visibility = visibility_timeout_s(settings)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         result_expires=settings.worker.result_expires_s,
-        broker_transport_options={"visibility_timeout": settings.worker.visibility_timeout_s},
+        broker_transport_options=broker_transport_options(visibility),
         broker_connection_retry_on_startup=True,
         task_queues=[Queue(name) for name in STEP_QUEUES],  # type: ignore[no-untyped-call]
         task_default_queue=STEP_QUEUES[0],
@@ -65,9 +70,41 @@ def _configure_worker_logging(loglevel: int | str | None = None, **_: Any) -> No
 setup_logging.connect(_configure_worker_logging)  # with a receiver, Celery leaves logging to it
 
 
-def send_step(celery: Celery, job_id: str, pair_json: str, step: Stage) -> None:
-    """Enqueue one step of one pair on that step's queue (stamped, so its wait in the queue can be measured)."""
-    celery.send_task(STEP_TASK, args=(job_id, pair_json, step.value, time.time()), queue=step_queue(step))
+def broker_transport_options(visibility: float) -> dict[str, Any]:
+    """Redis redelivers a task nobody acknowledged within ``visibility`` seconds; consumers look for such
+    tasks every few seconds (a tenth of it, at most 10 s) rather than kombu's default 100 s."""
+    return {
+        "visibility_timeout": visibility,
+        "unacked_restore_interval": max(1, min(10, int(visibility / 10))),
+        "unacked_restore_throttle": 1,
+    }
+
+
+def send_step(
+    celery: Celery, settings: Settings, job_id: str, pair_json: str, step: Stage, *, give_up: bool = False
+) -> None:
+    """Enqueue one step of one pair on that step's queue, with the step's time limits (and stamped, so its
+    wait in the queue can be measured). ``give_up``: the step outlived its lease too often; the task only
+    writes the pair's ``deadline_exceeded`` record."""
+    limits = step_limits(settings, step)
+    celery.send_task(
+        STEP_TASK,
+        args=(job_id, pair_json, step.value, time.time()),
+        kwargs={"give_up": True} if give_up else {},
+        queue=step_queue(step),
+        soft_time_limit=limits.soft_limit_s,
+        time_limit=limits.hard_limit_s,
+    )
+
+
+def send_round(
+    celery: Celery, store: JobStore, settings: Settings, job_id: str, number: int, pairs: list[CaptionPair]
+) -> None:
+    """Send each pair of round ``number`` to its first step, then note the round as sent (a round planned and
+    not sent is sent again by the reconciler)."""
+    for pair in pairs:
+        send_step(celery, settings, job_id, pair.model_dump_json(), STEPS[0])
+    store.sent(job_id, number)
 
 
 app = create_celery()

@@ -1,45 +1,130 @@
-"""Finish jobs whose progress Redis lost: rebuild it from the artifact store and re-enqueue missing pairs.
+"""The reconciler: what makes a job finish whatever died on the way. One pass does three things.
 
-Redis holds the queue and the counters; the artifact store holds every job's manifest and finished records.
-When Redis restarts empty (or is flushed), queued tasks are gone too, so for each job the store knows and
-Redis does not, the reconciler rebuilds the counters from the records and enqueues each pair that has no
-record yet at the step after the last one whose state is stored. Tasks are idempotent, so a pair enqueued
-twice still yields one record.
+1. **Jobs whose progress Redis lost** (it restarted empty, or was flushed): for each job the artifact store knows
+   and Redis does not, the counters are rebuilt from the records and each pair without a record is sent again
+   at the step after the last one whose state is stored. This scan of the store runs on the first pass, every
+   ``FULL_SCAN_EVERY`` passes, and whenever Redis's ``spotdiff:alive`` mark is gone (Redis lost everything).
+2. **Live jobs with stalled pairs**: a pair whose step outlived its lease (its worker died mid-step, or the step
+   hung past its hard time limit) is sent again; after ``max_lease_expiries`` it ends as ``deadline_exceeded``.
+   A round planned but never sent (its planner died) is sent, and a due round nobody planned is planned.
+3. **Tasks held by dead workers**: Redis puts every task that was delivered and not acknowledged within the
+   visibility timeout back on its queue (kombu's own restore, which live workers also run).
+
+Tasks are idempotent and a step's stored output makes a duplicate delivery harmless, so sending a pair twice
+still yields one record.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 
 from celery import Celery
 
-from spotdiff.pipeline import STEPS
-from workers.celery_app import send_step
+from spotdiff.protocol import CaptionPair
+from spotdiff.protocol.jobs import JobState
+from spotdiff.settings import Settings
+from workers.celery_app import send_round, send_step
 from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.reconciler")
+ALIVE = "spotdiff:alive"  # set after a full scan; its absence means Redis lost its data since
+FULL_SCAN_EVERY = 10
 
 
-def reconcile_lost_jobs(store: JobStore, celery: Celery) -> dict[str, int]:
-    """Jobs in the store with no state in Redis: restored; returns how many pairs each got re-enqueued. Jobs
-    Redis still knows get their next round if one is due and was never planned."""
-    restored: dict[str, int] = {}
+@dataclass
+class Pass:
+    """What one pass did, by job."""
+
+    restored: dict[str, int] = field(default_factory=dict)  # pairs re-sent after Redis lost the job
+    expired: Counter[str] = field(default_factory=Counter)  # stalled steps sent again (or given up)
+    resent: Counter[str] = field(default_factory=Counter)  # pairs of rounds planned but never sent
+    restored_tasks: int = 0  # tasks put back on their queues (their worker died)
+
+
+def reconcile(store: JobStore, celery: Celery, settings: Settings, *, full: bool = False) -> Pass:
+    done = Pass()
+    if full or not store.redis.exists(ALIVE):
+        restore_lost_jobs(store, celery, settings, done)
+        store.redis.set(ALIVE, time.time())
+    for job_id in store.admissions.active():
+        sweep_job(store, celery, settings, job_id, done)
+    done.restored_tasks = restore_unacknowledged(celery)
+    return done
+
+
+def restore_lost_jobs(store: JobStore, celery: Celery, settings: Settings, done: Pass) -> None:
     for job_id in store.job_ids():
         if not store.lost(job_id):
-            # a job with a target whose last round finished while nobody planned the next (a worker died
-            # between the two): plan it now; planning is idempotent, so a round is never added twice
-            for pair in store.plan_next_round(job_id):
-                send_step(celery, job_id, pair.model_dump_json(), STEPS[0])
+            state = store.redis.hget(store.key(job_id), "state")
+            if state in (JobState.QUEUED.value, JobState.RUNNING.value):
+                owner = store.owner(job_id)
+                if owner is not None:
+                    store.admissions.track(owner, job_id)  # the sweep looks after it from now on
             continue
-        if store.manifest(job_id) is None:
-            continue
+        if store.being_created(job_id) or store.manifest(job_id) is None:
+            continue  # its creator is still at work (or gave up before writing anything)
         missing = store.reconcile(job_id)
-        steps = {pair.id: store.resume_step(job_id, pair.id) for pair in missing}
-        store.entered(job_id, steps)
         for pair in missing:
-            send_step(celery, job_id, pair.model_dump_json(), steps[pair.id])
-        for pair in store.plan_next_round(job_id):  # a job with a target whose last round had just finished
-            send_step(celery, job_id, pair.model_dump_json(), STEPS[0])
-        restored[job_id] = len(missing)
-        log.warning("job %s: progress rebuilt from the store, %d pairs re-enqueued", job_id, len(missing))
-    return restored
+            send_step(celery, settings, job_id, pair.model_dump_json(), store.resume_step(job_id, pair.id))
+        for number in range(store.latest_round(job_id) + 1):
+            store.sent(job_id, number)
+        done.restored[job_id] = len(missing)
+        log.warning("job %s: progress rebuilt from the store, %d pairs sent again", job_id, len(missing))
+
+
+def sweep_job(store: JobStore, celery: Celery, settings: Settings, job_id: str, done: Pass) -> None:
+    """Stalled pairs and unsent rounds of one job in flight."""
+    if store.is_stopped(job_id) or store.lost(job_id):
+        store.admissions.release(store.owner(job_id), job_id)
+        return
+    expired = store.progress.take_expired(store.key(job_id))
+    if expired:
+        pairs = _pairs_by_id(store, job_id)
+        for lease in expired:
+            pair = pairs.get(lease.pair_id)
+            if pair is None:
+                continue
+            give_up = lease.times > settings.worker.max_lease_expiries
+            send_step(celery, settings, job_id, pair.model_dump_json(), lease.step, give_up=give_up)
+            done.expired[job_id] += 1
+            log.warning(
+                "job %s, pair %s: step %s outlived its lease (%d times)%s",
+                job_id,
+                lease.pair_id,
+                lease.step.value,
+                lease.times,
+                "; giving up" if give_up else "; sent again",
+            )
+    for number in store.unsent_rounds(job_id):
+        manifest = store.manifest(job_id)
+        if manifest is None:
+            continue
+        finished = store.finished_ids(job_id)
+        for pair in store.round_of(job_id, manifest, number):
+            if pair.id not in finished:
+                send_step(celery, settings, job_id, pair.model_dump_json(), store.resume_step(job_id, pair.id))
+                done.resent[job_id] += 1
+        store.sent(job_id, number)
+    # a job with a target whose last round finished while nobody planned the next (a worker died between the
+    # two): plan it now; planning is idempotent, so a round is never added twice
+    pairs_of_round = store.plan_next_round(job_id)
+    if pairs_of_round:
+        send_round(celery, store, settings, job_id, store.latest_round(job_id), pairs_of_round)
+
+
+def _pairs_by_id(store: JobStore, job_id: str) -> dict[str, CaptionPair]:
+    return {pair.id: pair for pair in store.planned_pairs(job_id)}
+
+
+def restore_unacknowledged(celery: Celery) -> int:
+    """Put back on their queues the tasks delivered longer ago than the visibility timeout and never
+    acknowledged (kombu's restore; live workers run it too, this one does not wait for them)."""
+    with celery.connection_for_write() as connection:
+        qos = connection.default_channel.qos
+        before = connection.default_channel.client.zcard(qos.unacked_index_key)
+        qos.restore_visible(num=1000, interval=1)
+        after = connection.default_channel.client.zcard(qos.unacked_index_key)
+    return max(0, int(before) - int(after))

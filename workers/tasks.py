@@ -3,8 +3,12 @@
 A task starts from the pair's state after the previous step (read from the store), runs its step through
 the shared `PairPipeline`, and writes what came out (the next state, or the pair's record when it ends here)
 before it enqueues the next step and returns, and so before it is acknowledged. A redelivered task finds
-that output and only passes it on. Services that stay unavailable are retried with exponential backoff and
-jitter; when the retries run out the pair's record says so.
+that output and only passes it on. While it runs the step's model work it holds the pair's lease (renewed by
+a heartbeat), so a second delivery of the same step waits instead of running it again; the step must finish
+within its deadline
+(`spotdiff.jobs.deadlines`), or it is tried again, and after ``max_retries`` the pair's record says why.
+Services that stay unavailable are retried with exponential backoff and jitter. Whatever else goes wrong
+inside a task, the pair ends with an ``internal_error`` record: no pair is ever dropped silently.
 
 Each worker process keeps one event loop and one set of HTTP clients for its whole life: connections to the
 services are reused across tasks, and the models' ids are asked for once a minute, not once a task.
@@ -13,28 +17,67 @@ services are reused across tasks, and the models' ids are asked for once a minut
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import threading
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import redis
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from spotdiff.clients import ServiceCallError, ServiceClients
+from spotdiff.jobs.deadlines import max_retry_delay_s, step_limits
+from spotdiff.jobs.progress import RANK, PairProgress
 from spotdiff.logs import log_context
 from spotdiff.pipeline import STEPS, PairFailed, PairPipeline, PairRun, next_step
 from spotdiff.protocol import CaptionPair, ModelRef, Rejection, SampleRecord, Stage
 from spotdiff.protocol.jobs import JobManifest
 from spotdiff.settings import PipelineSettings, Settings
 from spotdiff.storage import ArtifactStore
-from workers.celery_app import STEP_TASK, app, send_step
+from workers.celery_app import STEP_TASK, app, send_round, send_step
 from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.worker")
 # Redis or the store out of reach is not the pair's fault: the task is tried again later
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+TRANSIENT_RETRIES = 20
 MODELS_TTL_S = 60.0
-MANIFESTS_KEPT = 32
+T = TypeVar("T")
+
+
+class StepTimedOut(Exception):
+    """The step ran past its deadline."""
+
+
+class Heartbeat:
+    """Renews the lease of the step this process runs, every third of its length, from a thread of its own: a
+    step busy on the CPU still renews it, a process that died (or was killed at its hard time limit) does not."""
+
+    def __init__(self, progress: PairProgress, seconds: float) -> None:
+        self.progress = progress
+        self.seconds = seconds
+        self._held: tuple[str, str] | None = None
+        threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True).start()
+
+    def hold(self, job_key: str, pair_id: str) -> None:
+        self._held = (job_key, pair_id)
+
+    def drop(self) -> None:
+        self._held = None
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(self.seconds / 3)
+            held = self._held
+            if held is not None:
+                try:
+                    if not self.progress.renew(*held, self.seconds):
+                        log.warning("the lease of %s was taken over: the step may run twice", held[1])
+                except redis.exceptions.RedisError:
+                    pass  # Redis away: the lease may expire, and the step run again (harmlessly)
 
 
 class WorkerProcess:
@@ -46,26 +89,32 @@ class WorkerProcess:
         self.loop = asyncio.new_event_loop()
         token = self.settings.worker.service_token
         self.clients = ServiceClients.over_http(
-            self.settings.worker.service_urls, token=token.get_secret_value() if token else None
+            self.settings.worker.service_urls,
+            token=token.get_secret_value() if token else None,
+            budgets=self.settings.service_budgets(),
         )
         self._models: dict[str, ModelRef] = {}
-        self._manifests: dict[str, JobManifest] = {}
         self._models_at = 0.0
+        self.heartbeat = Heartbeat(self.store.progress, self.settings.worker.lease_s)
+
+    def hold(self, job_key: str, pair_id: str, step: Stage) -> bool:
+        """Take the pair's lease for ``step`` and keep it renewed; False while another live task holds it."""
+        if not self.store.progress.acquire(job_key, pair_id, step, self.settings.worker.lease_s):
+            return False
+        self.heartbeat.hold(job_key, pair_id)
+        return True
+
+    def release(self, job_key: str, pair_id: str) -> None:
+        self.heartbeat.drop()
+        with contextlib.suppress(*TRANSIENT):  # else the lease expires by itself
+            self.store.progress.release(job_key, pair_id)
 
     def manifest(self, job_id: str) -> JobManifest | None:
-        """A job's manifest, read once per process: it never changes after the job is created, and a job of a
-        thousand pairs would otherwise be parsed again by each of its six thousand step tasks."""
-        if job_id not in self._manifests:
-            manifest = self.store.manifest(job_id)
-            if manifest is None:
-                return None
-            if len(self._manifests) >= MANIFESTS_KEPT:
-                self._manifests.pop(next(iter(self._manifests)))  # the oldest job first
-            self._manifests[job_id] = manifest
-        return self._manifests[job_id]
+        return self.store.manifest(job_id)  # kept in memory by the store: it never changes
 
-    def job_settings(self, overrides: dict[str, Any]) -> Settings:
+    def job_settings(self, manifest: JobManifest) -> Settings:
         """The worker's settings with this job's pipeline overrides applied (validated)."""
+        overrides = manifest.request.settings.overrides()
         pipeline = PipelineSettings.model_validate({**self.settings.pipeline.model_dump(), **overrides})
         return self.settings.model_copy(update={"pipeline": pipeline})
 
@@ -93,6 +142,31 @@ class WorkerProcess:
     def failure_record(self, job_id: str, run: PairRun, failure: Rejection, config: Settings) -> SampleRecord:
         return PairPipeline(self.clients, self.store.artifacts(job_id), config, self._models).record(run, failure)
 
+    def within(self, work: Coroutine[Any, Any, T], seconds: float) -> T:
+        """Run ``work`` on this process's loop for at most ``seconds``. If Celery's soft time limit interrupts
+        the loop itself (something blocked it), the step's pending tasks are cancelled before it goes on."""
+        try:
+            return self.loop.run_until_complete(asyncio.wait_for(work, seconds))
+        except TimeoutError as exc:
+            raise StepTimedOut(f"the step ran past its deadline of {seconds:.0f}s") from exc
+        except SoftTimeLimitExceeded:
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            raise
+
+    def finish(self, job_id: str, record: SampleRecord) -> str:
+        """Keep the pair's record; if it was the last of a round short of its job's target, send the next."""
+        self.store.finish_pair(job_id, record)
+        self.send_next_round(job_id)
+        return record.status.value
+
+    def send_next_round(self, job_id: str) -> None:
+        pairs = self.store.plan_next_round(job_id)
+        if pairs:
+            send_round(app, self.store, self.settings, job_id, self.store.latest_round(job_id), pairs)
+
 
 _process: WorkerProcess | None = None
 
@@ -104,72 +178,131 @@ def worker_process() -> WorkerProcess:
     return _process
 
 
-@app.task(
-    name=STEP_TASK,
-    bind=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=10,
-)
-def run_step(self: Any, job_id: str, pair_json: str, step_name: str, enqueued_at: float | None = None) -> str:
+@app.task(name=STEP_TASK, bind=True)
+def run_step(
+    self: Any,
+    job_id: str,
+    pair_json: str,
+    step_name: str,
+    enqueued_at: float | None = None,
+    give_up: bool = False,
+) -> str:
     """Run ``step_name`` of one pair; enqueue the next step, or keep the pair's record when it ends here."""
     pair = CaptionPair.model_validate_json(pair_json)
     with log_context(job_id=job_id, pair_id=pair.id, step=step_name):
-        outcome = _run_step(self, job_id, pair, pair_json, Stage(step_name), enqueued_at)
+        outcome = _run_step(self, job_id, pair, pair_json, Stage(step_name), enqueued_at, give_up)
         log.info("step %s: %s", step_name, outcome)
         return outcome
 
 
-def _run_step(self: Any, job_id: str, pair: CaptionPair, pair_json: str, step: Stage, enqueued_at: float | None) -> str:
+def _retry_delay(settings: Settings, retries: int) -> float:
+    delay = settings.worker.retry_backoff_s * 2 ** min(retries, 30) * (1 + random.random() / 2)
+    return float(min(delay, max_retry_delay_s(settings)))
+
+
+def _run_step(
+    task: Any, job_id: str, pair: CaptionPair, pair_json: str, step: Stage, enqueued_at: float | None, give_up: bool
+) -> str:
     worker = worker_process()
     store = worker.store
-    if store.has_record(job_id, pair.id):  # redelivered after the record was written
-        store.count(job_id, store.record(job_id, pair.id))
-        for planned in store.plan_next_round(job_id):
-            send_step(app, job_id, planned.model_dump_json(), STEPS[0])
-        return "already done"
-    manifest = worker.manifest(job_id)
-    if manifest is None or store.is_stopped(job_id):
-        return "stopped"
-    if enqueued_at is not None:
-        store.queue_waited(step, max(0.0, time.time() - enqueued_at))
-    following = next_step(step)
-    if following is not None and store.has_step(job_id, pair.id, step):
-        send_step(app, job_id, pair_json, following)  # redelivered after its state was written: pass it on
-        return "already done"
-    previous = STEPS[STEPS.index(step) - 1] if step is not STEPS[0] else None
-    if previous is not None and not store.has_step(job_id, pair.id, previous):
-        resume = store.resume_step(job_id, pair.id)  # its input is gone (a store restored from a backup)
-        store.entered(job_id, {pair.id: resume})
-        send_step(app, job_id, pair_json, resume)
-        return f"resumed at {resume.value}"
-    run = store.load_step(job_id, pair.id, previous) if previous is not None else PairRun(pair=pair)
-    config = worker.job_settings(manifest.request.settings)
-    started = time.perf_counter()
+    job_key = store.key(job_id)
+    leased = False
+    run = PairRun(pair=pair)
+    config = worker.settings
     try:
-        record = worker.loop.run_until_complete(worker.step(job_id, run, step, config))
+        if store.has_record(job_id, pair.id):  # redelivered after the record was written
+            store.count(job_id, store.record(job_id, pair.id))
+            worker.send_next_round(job_id)
+            return "already done"
+        manifest = worker.manifest(job_id)
+        if manifest is None or store.is_stopped(job_id):
+            return "stopped"
+        config = worker.job_settings(manifest)
+        limits = step_limits(config, step)
+        if give_up:
+            run = store.last_state(job_id, pair)
+            failure = Rejection(
+                stage=step,
+                reason="deadline_exceeded",
+                message=f"the step outlived its lease {config.worker.max_lease_expiries} times",
+                numbers={"deadline_s": limits.deadline_s},
+            )
+            return worker.finish(job_id, worker.failure_record(job_id, run, failure, config))
+        if enqueued_at is not None:
+            store.queue_waited(step, max(0.0, time.time() - enqueued_at))
+        following = next_step(step)
+        if following is not None and store.has_step(job_id, pair.id, step):
+            # redelivered after its state was written: pass it on, unless the pair is already past it
+            rank = store.progress.rank(job_key, pair.id)
+            if rank is not None and rank >= RANK[following]:
+                return "already passed on"
+            send_step(app, config, job_id, pair_json, following)
+            store.enter(job_id, {pair.id: following})
+            return "passed on"
+        previous = STEPS[STEPS.index(step) - 1] if step is not STEPS[0] else None
+        if previous is not None and not store.has_step(job_id, pair.id, previous):
+            resume = store.resume_step(job_id, pair.id)  # its input is gone (a store restored from a backup)
+            send_step(app, config, job_id, pair_json, resume)
+            store.enter(job_id, {pair.id: resume}, force=True)
+            return f"resumed at {resume.value}"
+        if not worker.hold(job_key, pair.id, step):
+            # another delivery runs this pair's step now: look again when its lease would have expired (if
+            # it finishes, this finds its output and passes it on; if it died, this runs the step)
+            wait = min(max(store.progress.held_for(job_key, pair.id), 1.0), max_retry_delay_s(config))
+            raise task.retry(countdown=wait, max_retries=None)
+        leased = True
+        run = store.load_step(job_id, pair.id, previous) if previous is not None else run
+        started = time.perf_counter()
+        record = worker.within(worker.step(job_id, run, step, config), limits.deadline_s)
         store.step_ran(step, time.perf_counter() - started)
-    except PairFailed as failed:
-        retries = self.request.retries
+        if record is not None:
+            worker.heartbeat.drop()  # counting the record ends the lease
+            return worker.finish(job_id, record)
+        assert following is not None
+        store.save_step(job_id, run, step)
+        worker.release(job_key, pair.id)
+        leased = False
+        send_step(app, config, job_id, pair_json, following)
+        store.enter(job_id, {pair.id: following})
+        return f"next: {following.value}"
+    except Retry:
+        raise
+    except (PairFailed, StepTimedOut, SoftTimeLimitExceeded) as failed:
+        _release(worker, job_key, pair.id, leased)
+        retries = task.request.retries
         if retries < config.worker.max_retries:
-            delay = config.worker.retry_backoff_s * 2**retries * (1 + random.random() / 2)
+            delay = _retry_delay(config, retries)
             log.warning("%s; retry %d in %.1fs", failed, retries + 1, delay)
-            raise self.retry(countdown=delay, max_retries=config.worker.max_retries) from failed
-        record = failed.record
-    except TRANSIENT:
-        raise  # autoretry
+            raise task.retry(countdown=delay, max_retries=config.worker.max_retries) from failed
+        if isinstance(failed, PairFailed):
+            return _end(task, worker, job_id, failed.record, config)
+        failure = Rejection(stage=step, reason="deadline_exceeded", message=str(failed), numbers={"retries": retries})
+        return _end(task, worker, job_id, worker.failure_record(job_id, run, failure, config), config)
+    except TRANSIENT as exc:  # Redis or the store: not the pair's fault
+        _release(worker, job_key, pair.id, leased)
+        raise _transient_retry(task, step, exc, config) from exc
     except Exception as exc:  # a bug of ours: the pair ends with it on record rather than vanish with the task
         log.exception("step %s failed", step.value)
+        _release(worker, job_key, pair.id, leased)
         failure = Rejection(stage=step, reason="internal_error", message=f"{type(exc).__name__}: {exc}")
-        record = worker.failure_record(job_id, run, failure, config)
-    if record is not None:
-        store.finish_pair(job_id, record)
-        for planned in store.plan_next_round(job_id):  # this was the last pair of a round short of its target
-            send_step(app, job_id, planned.model_dump_json(), STEPS[0])
-        return record.status.value
-    assert following is not None
-    store.save_step(job_id, run, step)
-    store.entered(job_id, {pair.id: following})
-    send_step(app, job_id, pair_json, following)
-    return f"next: {following.value}"
+        return _end(task, worker, job_id, worker.failure_record(job_id, run, failure, config), config)
+
+
+def _transient_retry(task: Any, step: Stage, exc: BaseException, config: Settings) -> Retry:
+    log.warning("step %s: %s: %s; retrying", step.value, type(exc).__name__, exc)
+    retry: Retry = task.retry(countdown=_retry_delay(config, task.request.retries), max_retries=TRANSIENT_RETRIES)
+    return retry
+
+
+def _end(task: Any, worker: WorkerProcess, job_id: str, record: SampleRecord, config: Settings) -> str:
+    """End the pair with ``record``; if Redis or the store cannot take it now, the task is tried again."""
+    try:
+        return worker.finish(job_id, record)
+    except TRANSIENT as exc:
+        stage = record.rejection.stage if record.rejection else Stage.DIFFERENCE_CAPTION
+        raise _transient_retry(task, stage, exc, config) from exc
+
+
+def _release(worker: WorkerProcess, job_key: str, pair_id: str, leased: bool) -> None:
+    if leased:
+        worker.release(job_key, pair_id)

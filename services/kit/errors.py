@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("spotdiff.errors")
 
 
 class ErrorBody(BaseModel):
@@ -24,7 +27,7 @@ class ErrorResponse(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 503)
+    status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 500, 503)
 }
 
 
@@ -80,6 +83,11 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return error_response(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
 
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return error_response(500, "internal_error", f"an unexpected {type(exc).__name__}; it is logged")
+
+    app.add_exception_handler(Exception, on_unexpected)  # the envelope even for a bug: never a bare 500
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

@@ -5,14 +5,49 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic.fields import FieldInfo
 
+from spotdiff.protocol.ids import JobId
 from spotdiff.protocol.records import CaptionPair
+from spotdiff.settings import DEPLOYMENT_ONLY, PipelineSettings
 
 VARIATION_MARK = "--v"
 MAX_GIVEN_ID_CHARS = 100  # room for the mark and a number within CaptionPair's 128 characters
+MAX_PAIRS_PER_JOB = 100_000  # above any gateway's own limit (GatewaySettings.max_pairs_per_job)
+MAX_BUDGET_SECONDS = 30 * 86400.0
+
+
+def _optional(field: FieldInfo) -> tuple[Any, FieldInfo]:
+    """The same field with the same bounds, absent by default: a job overrides only what it names."""
+    copied = FieldInfo.merge_field_infos(field, default=None)
+    return Optional[field.annotation], copied  # noqa: UP045 (the annotation is a value here)
+
+
+class _JobSettingsBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings this job names, for `PipelineSettings` over the deployment's own."""
+        return self.model_dump(exclude_none=True)
+
+
+if TYPE_CHECKING:
+    JobSettings = _JobSettingsBase
+else:
+    #: Pipeline settings a job may override: each decision of `PipelineSettings`, with its bounds, none required.
+    JobSettings = create_model(
+        "JobSettings",
+        __base__=_JobSettingsBase,
+        __doc__="Pipeline settings for this job only; each one absent keeps the deployment's value.",
+        **{
+            name: _optional(field)
+            for name, field in PipelineSettings.model_fields.items()
+            if name not in DEPLOYMENT_ONLY
+        },
+    )
 
 
 class JobRequest(BaseModel):
@@ -20,6 +55,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {
@@ -38,24 +74,30 @@ class JobRequest(BaseModel):
         },
     )
 
-    pairs: list[CaptionPair] = Field(min_length=1)
-    settings: dict[str, Any] = Field(
-        default_factory=dict, description='pipeline settings to override for this job, e.g. {"semantics": "dj"}'
+    pairs: list[CaptionPair] = Field(
+        min_length=1, max_length=MAX_PAIRS_PER_JOB, description="caption pairs, each with an id of its own"
+    )
+    settings: JobSettings = Field(
+        default_factory=JobSettings,
+        description='pipeline settings to override for this job, e.g. {"semantics": "dj"}',
     )
     target_accepted: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_PAIRS_PER_JOB,
         description="stop once this many samples are accepted: the job runs in rounds, sized from the yield so "
         "far, adding variations of the given pairs (new seeds) until it has them or a budget runs out",
     )
     budget_pairs: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_PAIRS_PER_JOB,
         description="with target_accepted: at most this many pairs in all (default: the gateway's max_pairs_per_job)",
     )
     budget_seconds: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_BUDGET_SECONDS,
         description="with target_accepted: no new round once the pairs have spent this many seconds in the "
         "model services (on a GPU deployment, about the GPU time)",
     )
@@ -87,7 +129,7 @@ class JobRequest(BaseModel):
 class JobManifest(BaseModel):
     """The durable truth of a job, kept in the artifact store (Redis only caches progress)."""
 
-    id: str
+    id: JobId
     owner: str = Field(description="sha256 of the API key that created the job")
     request: JobRequest
     fingerprint: str

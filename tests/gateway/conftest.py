@@ -18,7 +18,7 @@ from spotdiff.settings import SERVICE_NAMES
 
 # another database for a second test run on the same machine at the same time
 REDIS_URL = os.environ.get("SPOTDIFF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-KEYS = {"alice": "alice-secret-key", "bob": "bob-secret-key"}
+KEYS = {"alice": "alice-secret-key", "bob": "bob-secret-key", "carol": "carol-secret-key"}
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from services.launch import free_port, start_services, stop, wait_ready
 from spotdiff.settings import Settings
 from workers.celery_app import STEP_QUEUES, create_celery
 from workers.jobstore import JobStore
-from workers.reconciler import reconcile_lost_jobs
+from workers.reconciler import reconcile
 
 from .conftest import KEYS, REDIS_URL
 
@@ -124,7 +124,7 @@ async def test_a_flushed_redis_is_finished_from_the_store(setup) -> None:
     assert store.lost(job_id)
     midway = await status(client, job_id)  # still answered, from the store
     assert midway["total"] == len(pairs) and 3 <= midway["done"] <= len(pairs)
-    restored = reconcile_lost_jobs(store, create_celery(settings))
+    restored = reconcile(store, create_celery(settings), settings).restored
     assert job_id in restored
     final = await until(client, job_id, len(pairs))
     assert final["state"] == "done" and final["done"] == len(pairs)

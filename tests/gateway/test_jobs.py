@@ -116,11 +116,11 @@ async def test_put_is_idempotent(gateway: httpx.AsyncClient) -> None:
         ({"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}] * 2}, "invalid_request"),
         (
             {"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}], "settings": {"semantics": "x"}},
-            "invalid_settings",
+            "invalid_request",
         ),
         (
             {"pairs": [{"id": "a", "source": "A dog", "target": "A cat"}], "settings": {"nonsense": 1}},
-            "invalid_settings",
+            "invalid_request",
         ),
     ],
 )

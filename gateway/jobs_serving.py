@@ -1,0 +1,223 @@
+"""What the job routes do (the routes themselves are in `gateway.jobs`): create a job once, admit it per API key,
+read its progress, page its records, cancel it, stream its events and its exports.
+
+Every call here blocks on Redis or the store; the routes run them in the thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from pydantic import BaseModel, Field, create_model
+from starlette.concurrency import run_in_threadpool
+
+from services.kit.errors import ServiceError
+from spotdiff.exports import EXPORTERS
+from spotdiff.protocol import CaptionPair, SampleRecord
+from spotdiff.protocol.jobs import JobCreated, JobManifest, JobRequest, JobSettings, JobState, JobStatus
+from spotdiff.settings import Settings
+from workers.celery_app import send_round
+from workers.jobstore import CancelOutcome, Claim, JobStore
+
+FINAL = {JobState.DONE.value, JobState.CANCELLED.value}
+EXPORT_CHUNK_BYTES = 1 << 20
+MEDIA_TYPES = {
+    "jsonl": "application/jsonl",
+    "parquet": "application/vnd.apache.parquet",
+    "llava": "application/zip",
+    "dj": "application/zip",
+}
+
+
+class SamplePage(BaseModel):
+    items: list[SampleRecord]
+    total: int
+    next_offset: int | None
+
+
+def _bounded(model: type[BaseModel], name: str, **fields: tuple[Any, Any]) -> Any:
+    """``model`` with some fields' bounds tightened (same descriptions), under its own name."""
+    tightened = {
+        field_name: (annotation, Field(default, description=model.model_fields[field_name].description, **bounds))
+        for field_name, (annotation, (default, bounds)) in fields.items()
+    }
+    return create_model(name, __base__=model, **tightened)  # type: ignore[call-overload]
+
+
+def job_request_model(settings: Settings) -> type[JobRequest]:
+    """`JobRequest` bounded by this gateway's limits, so that its OpenAPI schema says exactly what it accepts:
+    no more pairs than ``max_pairs_per_job``, no more new tokens than the captioning service allows."""
+    tokens = settings.captioning.max_new_tokens_limit
+    pairs = settings.gateway.max_pairs_per_job
+    job_settings = _bounded(
+        JobSettings,
+        "JobSettings",
+        label_max_new_tokens=(int | None, (None, {"ge": 1, "le": tokens})),
+        caption_max_new_tokens=(int | None, (None, {"ge": 1, "le": tokens})),
+    )
+    request: type[JobRequest] = create_model(
+        "JobRequest",
+        __base__=JobRequest,
+        pairs=(
+            list[CaptionPair],
+            Field(min_length=1, max_length=pairs, description=JobRequest.model_fields["pairs"].description),
+        ),
+        settings=(job_settings, Field(default_factory=job_settings, description="pipeline settings for this job")),
+        target_accepted=(
+            int | None,
+            Field(None, ge=1, le=pairs, description=JobRequest.model_fields["target_accepted"].description),
+        ),
+        budget_pairs=(
+            int | None,
+            Field(None, ge=1, le=pairs, description=JobRequest.model_fields["budget_pairs"].description),
+        ),
+    )
+    return request
+
+
+def owned(store: JobStore, job_id: str, owner: str) -> None:
+    """The job exists and belongs to ``owner`` (one small Redis read, the manifest only when Redis lost it)."""
+    found = store.owner(job_id)
+    if found is None:
+        raise ServiceError(404, "not_found", f"no job {job_id!r}")
+    if found != owner:
+        raise ServiceError(403, "forbidden", f"job {job_id!r} belongs to another API key")
+
+
+def _existing(store: JobStore, job_id: str, claim: Claim, held: Claim) -> tuple[JobCreated, int]:
+    """The answer to a submission of an id that is taken: the same body by the same key is the same job."""
+    if held.owner != claim.owner:
+        raise ServiceError(403, "forbidden", f"job {job_id!r} belongs to another API key")
+    if held.fingerprint != claim.fingerprint:
+        raise ServiceError(409, "conflict", f"job {job_id!r} exists with a different body")
+    if store.wait_manifest(job_id) is None:
+        raise ServiceError(
+            503, "being_created", f"job {job_id!r} is being created; ask again", headers={"Retry-After": "1"}
+        )
+    status = store.status(job_id)
+    assert status is not None
+    return JobCreated(id=job_id, state=status.state, total=status.total), 200
+
+
+def submit(
+    job_id: str, request: JobRequest, owner: str, store: JobStore, celery: Celery, settings: Settings
+) -> tuple[JobCreated, int]:
+    """Create the job once and send its first round; (what was created, 201), or (the job as it is, 200) for
+    the same body again. Whoever loses a race for the id is told what won it (200, 403 or 409)."""
+    claim = Claim(owner, request.fingerprint())
+    held = store.claim(job_id, claim)
+    if held is not None:
+        return _existing(store, job_id, claim, held)
+    gateway = settings.gateway
+    budget = (request.budget_pairs or gateway.max_pairs_per_job) if request.target_accepted is not None else None
+    admission = store.admissions.admit(
+        owner,
+        job_id,
+        cost=budget or len(request.pairs),
+        max_jobs=gateway.max_jobs_in_flight_per_key,
+        pairs_per_minute=gateway.max_pairs_per_minute_per_key,
+        capacity=gateway.max_pairs_per_job,
+    )
+    if not admission.admitted:
+        store.unclaim(job_id)
+        what = (
+            f"{gateway.max_jobs_in_flight_per_key} jobs in flight"
+            if admission.reason == "jobs_in_flight"
+            else f"{gateway.max_pairs_per_minute_per_key} pairs per minute"
+        )
+        raise ServiceError(
+            429,
+            admission.reason,
+            f"this API key is at its limit of {what}; try again in {admission.retry_after_s:.0f}s",
+            headers={"Retry-After": f"{admission.retry_after_s:.0f}"},
+        )
+    manifest = JobManifest(
+        id=job_id, owner=owner, request=request, fingerprint=claim.fingerprint, created=time.time(), budget_pairs=budget
+    )
+    pairs = store.create(manifest)
+    if pairs is None:  # Redis forgot an older claim, but the store has the job
+        store.admissions.release(owner, job_id)
+        existing = store.manifest(job_id)
+        assert existing is not None
+        return _existing(store, job_id, claim, Claim(existing.owner, existing.fingerprint))
+    send_round(celery, store, settings, job_id, 0, pairs)
+    return JobCreated(id=job_id, state=JobState.QUEUED, total=len(pairs)), 201
+
+
+def status(store: JobStore, job_id: str, owner: str) -> JobStatus:
+    owned(store, job_id, owner)
+    found = store.status(job_id)
+    if found is None:
+        raise ServiceError(404, "not_found", f"no job {job_id!r}")
+    return found
+
+
+def cancel(store: JobStore, job_id: str, owner: str) -> tuple[JobStatus, int]:
+    """Cancel a job in flight (202); a cancelled job again is 200; a finished job cannot be cancelled (409)."""
+    owned(store, job_id, owner)
+    outcome = store.cancel(job_id)
+    if outcome is CancelOutcome.FINISHED:
+        raise ServiceError(409, "job_finished", f"job {job_id!r} is done: there is nothing left to cancel")
+    if outcome is CancelOutcome.MISSING:
+        raise ServiceError(404, "not_found", f"no job {job_id!r}")
+    return status(store, job_id, owner), 202 if outcome is CancelOutcome.CANCELLED else 200
+
+
+def samples(store: JobStore, job_id: str, owner: str, offset: int, limit: int) -> SamplePage:
+    owned(store, job_id, owner)
+    page, total = store.records_page(job_id, offset, limit)
+    after = offset + len(page)
+    return SamplePage(items=page, total=total, next_offset=after if after < total else None)
+
+
+async def events(store: JobStore, job_id: str) -> AsyncIterator[str]:
+    """The job's events as server-sent events, until it ends."""
+    after = "0"
+    while True:
+        found = await run_in_threadpool(store.events, job_id, after, 1000)
+        for event_id, fields in found:
+            after = event_id
+            yield f"id: {event_id}\nevent: {fields.get('type', 'event')}\ndata: {json.dumps(fields)}\n\n"
+            if fields.get("type") in ("done", "cancelled"):
+                return
+        current = await run_in_threadpool(store.status, job_id)
+        if current is not None and current.state.value in FINAL and not found:
+            return
+
+
+def export(store: JobStore, job_id: str, export_format: str) -> tuple[Iterator[bytes], str, str]:
+    """The export written to a temporary folder on disk, one record at a time, and streamed from there in
+    chunks (a zip when it has images): the gateway's memory does not grow with the job. The folder is removed
+    when the stream ends."""
+    folder = Path(tempfile.mkdtemp(prefix="spotdiff-export-"))
+    try:
+        written = EXPORTERS[export_format](store.iter_records(job_id), store.artifacts(job_id), folder)
+        if export_format in ("jsonl", "parquet"):
+            payload, name = written, f"{job_id}-{written.name}"
+        else:
+            payload, name = folder / "export.zip", f"{job_id}-{export_format}.zip"
+            with zipfile.ZipFile(payload, "w", zipfile.ZIP_DEFLATED) as archive:
+                for file in sorted(folder.rglob("*")):
+                    if file.is_file() and file != payload:
+                        archive.write(file, file.relative_to(folder).as_posix())
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return _chunks(payload, folder), MEDIA_TYPES[export_format], name
+
+
+def _chunks(path: Path, folder: Path) -> Iterator[bytes]:
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(EXPORT_CHUNK_BYTES):
+                yield chunk
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
