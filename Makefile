@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export SPOTDIFF_TINY_DIR := $(TINY_DIR)
 
-.PHONY: run test bench lint models venv chromium clean
+.PHONY: run test bench bench-scale lint models venv chromium clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: models chromium
 
 bench: models
 	$(BIN)/python -m bench
+
+# one job of 10,000 pairs through the gateway, Celery and Redis (stand-in services; about 15 minutes here)
+bench-scale: venv
+	$(BIN)/python -m bench.scale
 
 lint: venv
 	$(BIN)/ruff check .

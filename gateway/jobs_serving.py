@@ -21,8 +21,16 @@ from starlette.concurrency import run_in_threadpool
 
 from services.kit.errors import ServiceError
 from spotdiff.exports import EXPORTERS
-from spotdiff.protocol import CaptionPair, SampleRecord
-from spotdiff.protocol.jobs import JobCreated, JobManifest, JobRequest, JobSettings, JobState, JobStatus
+from spotdiff.protocol import SampleRecord
+from spotdiff.protocol.jobs import (
+    JobCreated,
+    JobManifest,
+    JobRequest,
+    JobSettings,
+    JobState,
+    JobStatus,
+    SubmittedPair,
+)
 from spotdiff.settings import Settings
 from workers.celery_app import send_round
 from workers.jobstore import CancelOutcome, Claim, JobStore
@@ -67,7 +75,7 @@ def job_request_model(settings: Settings) -> type[JobRequest]:
         "JobRequest",
         __base__=JobRequest,
         pairs=(
-            list[CaptionPair],
+            list[SubmittedPair],
             Field(min_length=1, max_length=pairs, description=JobRequest.model_fields["pairs"].description),
         ),
         settings=(job_settings, Field(default_factory=job_settings, description="pipeline settings for this job")),
@@ -148,7 +156,7 @@ def submit(
         existing = store.manifest(job_id)
         assert existing is not None
         return _existing(store, job_id, claim, Claim(existing.owner, existing.fingerprint))
-    send_round(celery, store, settings, job_id, 0, pairs)
+    send_round(celery, job_id, 0)
     return JobCreated(id=job_id, state=JobState.QUEUED, total=len(pairs)), 201
 
 

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from spotdiff.pipeline import STEPS
-from workers.celery_app import STEP_QUEUES
+from workers.celery_app import WORKER_QUEUES
 from workers.jobstore import (
     STATS_OUTCOMES,
     STATS_QUEUE_WAIT_SECONDS,
@@ -59,7 +59,7 @@ def _outcome_labels(field: str) -> tuple[str, str, str]:
 class PipelineStatsCollector(Collector):
     """Queue depth, queue wait, step time and pair outcomes of every job, from Redis at scrape time."""
 
-    def __init__(self, client: redis.Redis, queues: Iterable[str] = STEP_QUEUES) -> None:
+    def __init__(self, client: redis.Redis, queues: Iterable[str] = WORKER_QUEUES) -> None:
         self.redis: Any = client  # decode_responses=True: str in, str out (redis-py's stubs say bytes | str)
         self.queues = tuple(queues)
         self.steps = tuple(step.value for step in STEPS)

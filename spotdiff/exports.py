@@ -17,7 +17,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from PIL import Image
 
@@ -46,15 +46,17 @@ def _jpeg(store: ArtifactStore, key: str, target: Path) -> None:
 
 
 def export_llava(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
-    entries: list[dict[str, Any]] = []
-    for record in _accepted(records):
-        for number, region in enumerate(record.regions):
-            path = f"llava/{record.pair_id}_{number}"
-            assert region.boxed_image_source is not None and region.boxed_image_target is not None
-            _jpeg(store, region.boxed_image_source, out_dir / f"{path}_0.jpg")
-            _jpeg(store, region.boxed_image_target, out_dir / f"{path}_1.jpg")
-            entries.append(
-                {
+    target = out_dir / "llava.json"
+    with target.open("w", encoding="utf-8") as handle:  # one JSON list, written an entry at a time
+        handle.write("[")
+        written = 0
+        for record in _accepted(records):
+            for number, region in enumerate(record.regions):
+                path = f"llava/{record.pair_id}_{number}"
+                assert region.boxed_image_source is not None and region.boxed_image_target is not None
+                _jpeg(store, region.boxed_image_source, out_dir / f"{path}_0.jpg")
+                _jpeg(store, region.boxed_image_target, out_dir / f"{path}_1.jpg")
+                entry = {
                     "conversations": [
                         {"from": "human", "value": TRAINING_QUESTION},
                         {"from": "gpt", "value": region.difference_caption or ""},
@@ -64,9 +66,9 @@ def export_llava(records: Iterable[SampleRecord], store: ArtifactStore, out_dir:
                     "captions2": region.label_target or "",
                     "path": path,
                 }
-            )
-    target = out_dir / "llava.json"
-    target.write_text(json.dumps(entries, ensure_ascii=False, indent=1), encoding="utf-8")
+                handle.write(("," if written else "") + "\n" + json.dumps(entry, ensure_ascii=False))
+                written += 1
+        handle.write("\n]\n")
     return target
 
 

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from workers.celery_app import STEP_QUEUES
+from workers.celery_app import STEP_QUEUES, WORKER_QUEUES
 
 ROOT = Path(__file__).parent.parent
 SERVICES = ("generation", "similarity", "regions", "captioning")
@@ -83,8 +83,8 @@ def test_every_rendered_object_matches_its_schema(overlay: str) -> None:
             scaled[target] = {trigger["metadata"]["listName"] for trigger in obj["spec"]["triggers"]}
             continue
         kubernetes_validate.validate(obj, "1.30.0", strict=True)
-    # the workers scale on every step queue; each model service on some, and together they cover them all
-    assert scaled["worker"] == set(STEP_QUEUES)
+    # the workers scale on every queue they consume; each model service on some step queues, together all
+    assert scaled["worker"] == set(WORKER_QUEUES)
     service_queues = [scaled[name] for name in SERVICES]
     assert all(service_queues) and set().union(*service_queues) == set(STEP_QUEUES)
 

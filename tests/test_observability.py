@@ -28,7 +28,7 @@ from services.similarity.protocol import CosineRequest, Operand, ScorePair
 from spotdiff.clients import ServiceClients
 from spotdiff.protocol import Stage
 from spotdiff.settings import Settings
-from workers.celery_app import STEP_QUEUES
+from workers.celery_app import WORKER_QUEUES
 from workers.jobstore import JobStore
 
 ROOT = Path(__file__).parent.parent
@@ -85,7 +85,7 @@ async def test_gateway_exports_the_pipeline_stats_from_redis(redis_db10: redis.R
     depth = found["spotdiff_queue_depth"]
     assert depth.type == "gauge"
     assert {sample.labels["queue"]: sample.value for sample in depth.samples} == {
-        queue: {"spotdiff.generate": 3.0, "spotdiff.proposals": 1.0}.get(queue, 0.0) for queue in STEP_QUEUES
+        queue: {"spotdiff.generate": 3.0, "spotdiff.proposals": 1.0}.get(queue, 0.0) for queue in WORKER_QUEUES
     }
 
     wait = found["spotdiff_queue_wait_seconds"]
@@ -132,7 +132,7 @@ async def test_what_the_workers_count_is_what_the_gateway_exports(redis_db10: re
 async def test_empty_redis_gives_zero_queues_and_no_outcomes(redis_db10: redis.Redis, tmp_path: Path) -> None:
     found = families((await scrape_gateway(REDIS_URL, tmp_path)).text)
     assert all(sample.value == 0 for sample in found["spotdiff_queue_depth"].samples)
-    assert len(found["spotdiff_queue_depth"].samples) == len(STEP_QUEUES)
+    assert len(found["spotdiff_queue_depth"].samples) == len(WORKER_QUEUES)
     assert found["spotdiff_pairs_finished"].samples == []
     assert values(found["spotdiff_redis_up"]) == {("spotdiff_redis_up", ()): 1.0}
 

@@ -48,12 +48,12 @@ def test_a_due_round_is_planned_once(tmp_path: Path) -> None:
         store.redis.hset(store.key("job"), mapping={"done": 4, "accepted": 2, "rejected": 2, "state": "running"})
         celery = RecordingCelery()
         sweep(store, celery)
-        queued = [args[1] for _, args, queue in celery.sent if queue == "spotdiff.generate"]
-        assert len(queued) == 5  # 2 to go at a yield of 0.5, +20 %
+        assert celery.sent == [("spotdiff.send_round", ("job", 1, 0), "spotdiff.rounds")]  # round 1, from its start
+        assert len(store.round_of("job", 1)) == 5  # 2 to go at a yield of 0.5, +20 %
         status = store.status("job")
         assert status is not None and status.total == 9 and status.rounds == 2
         sweep(store, celery)
-        assert len(celery.sent) == 5  # planned once
+        assert len(celery.sent) == 1  # planned once
         assert len(store.planned_pairs("job")) == 9
     finally:
         client.flushdb()

@@ -26,11 +26,12 @@ from kombu.entity import Queue
 from spotdiff.jobs.deadlines import step_limits, visibility_timeout_s
 from spotdiff.logs import configure_logging
 from spotdiff.pipeline import STEPS
-from spotdiff.protocol import CaptionPair, Stage
+from spotdiff.protocol import Stage
 from spotdiff.settings import Settings
-from workers.jobstore import JobStore
 
 STEP_TASK = "spotdiff.step"
+ROUND_TASK = "spotdiff.send_round"
+ROUND_CHUNK = 500  # pairs one round task sends before it hands the rest to the next
 
 
 def step_queue(step: Stage) -> str:
@@ -39,6 +40,10 @@ def step_queue(step: Stage) -> str:
 
 
 STEP_QUEUES: tuple[str, ...] = tuple(step_queue(step) for step in STEPS)
+#: Round tasks send a round's pairs to the first step, ROUND_CHUNK at a time, on a queue of their own: a job of
+#: any size is accepted at once, and its sending never waits behind the step backlogs it creates.
+ROUNDS_QUEUE = "spotdiff.rounds"
+WORKER_QUEUES: tuple[str, ...] = (*STEP_QUEUES, ROUNDS_QUEUE)
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -53,7 +58,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         result_expires=settings.worker.result_expires_s,
         broker_transport_options=broker_transport_options(visibility),
         broker_connection_retry_on_startup=True,
-        task_queues=[Queue(name) for name in STEP_QUEUES],  # type: ignore[no-untyped-call]
+        task_queues=[Queue(name) for name in WORKER_QUEUES],  # type: ignore[no-untyped-call]
         task_default_queue=STEP_QUEUES[0],
         worker_hijack_root_logger=False,
     )
@@ -97,14 +102,10 @@ def send_step(
     )
 
 
-def send_round(
-    celery: Celery, store: JobStore, settings: Settings, job_id: str, number: int, pairs: list[CaptionPair]
-) -> None:
-    """Send each pair of round ``number`` to its first step, then note the round as sent (a round planned and
-    not sent is sent again by the reconciler)."""
-    for pair in pairs:
-        send_step(celery, settings, job_id, pair.model_dump_json(), STEPS[0])
-    store.sent(job_id, number)
+def send_round(celery: Celery, job_id: str, number: int, start: int = 0) -> None:
+    """Have round ``number`` of a job sent to its first step, from pair ``start`` on: one message here, the
+    round task sends the pairs (`workers.tasks.run_send_round`)."""
+    celery.send_task(ROUND_TASK, args=(job_id, number, start), queue=ROUNDS_QUEUE)
 
 
 app = create_celery()

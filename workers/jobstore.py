@@ -136,6 +136,9 @@ class JobStore:
             self._manifests.popitem(last=False)
         return manifest
 
+    def exists(self, job_id: str) -> bool:
+        return self.artifacts(job_id).exists(MANIFEST)
+
     def has_record(self, job_id: str, pair_id: str) -> bool:
         return self.artifacts(job_id).exists(f"records/{pair_id}.json")
 
@@ -180,11 +183,14 @@ class JobStore:
             found.append(_PAIR_LIST.validate_json(store.get_bytes(self.round_key(len(found)))))
         return found
 
-    def round_of(self, job_id: str, manifest: JobManifest, number: int) -> list[CaptionPair]:
-        """The pairs of round ``number``: a job without a target has one round, its submitted pairs."""
-        if manifest.request.target_accepted is None:
-            return list(manifest.request.pairs) if number == 0 else []
+    def round_of(self, job_id: str, number: int) -> list[CaptionPair]:
+        """The pairs of round ``number`` (a job without a target has one round, its submitted pairs). Only the
+        pairs are read, not the whole manifest: a worker that cannot read some other part of it (a setting from
+        a newer gateway, say) still sends each pair on, and each pair then ends with a record that says why."""
         store = self.artifacts(job_id)
+        request = json.loads(store.get_bytes(MANIFEST))["request"]
+        if request.get("target_accepted") is None:
+            return _PAIR_LIST.validate_python(request["pairs"]) if number == 0 else []
         if not store.exists(self.round_key(number)):
             return []
         return _PAIR_LIST.validate_json(store.get_bytes(self.round_key(number)))
@@ -252,13 +258,13 @@ class JobStore:
 
     def create(self, manifest: JobManifest) -> list[CaptionPair] | None:
         """Write the manifest if no job has this id (exclusively), then, for a job with a target, its first
-        round, then the progress; returns the pairs of round 0 to send, or None when the job already existed.
-        The caller sends them and then calls `sent`."""
+        round, then the progress; returns the pairs of round 0, or None when the job already existed. The
+        caller has them sent (`workers.celery_app.send_round`)."""
         store = self.artifacts(manifest.id)
         if not store.create_bytes(MANIFEST, manifest.model_dump_json(exclude_none=True).encode()):
             return None
         request = manifest.request
-        pairs = list(request.pairs)
+        pairs: list[CaptionPair] = list(request.pairs)
         if request.target_accepted is not None:
             first = next_round(
                 target=request.target_accepted,
@@ -281,12 +287,22 @@ class JobStore:
         """Every pair of round ``number`` is on its queue."""
         self.redis.hset(self.key(job_id, "sent"), number, time.time())
 
+    def sending(self, job_id: str, number: int) -> None:
+        """Round ``number`` is being sent: one more chunk of its pairs is on its queue."""
+        self.redis.hset(self.key(job_id, "sending"), number, time.time())
+
     def unsent_rounds(self, job_id: str, grace_s: float = SEND_GRACE_S) -> list[int]:
-        """Rounds planned more than ``grace_s`` ago whose pairs were never all sent (their planner died)."""
+        """Rounds planned (or last sent a chunk of) more than ``grace_s`` ago and never all sent: whoever was
+        sending them died."""
         planned = self.redis.hgetall(self.key(job_id, "planned"))
+        sending = self.redis.hgetall(self.key(job_id, "sending"))
         sent = set(self.redis.hkeys(self.key(job_id, "sent")))
         now = time.time()
-        return sorted(int(n) for n, at in planned.items() if n not in sent and now - float(at) > grace_s)
+        return sorted(
+            int(number)
+            for number, at in planned.items()
+            if number not in sent and now - max(float(at), float(sending.get(number, 0))) > grace_s
+        )
 
     def _reset(
         self, manifest: JobManifest, *, total: int, rounds: int, done: int, accepted: int, state: JobState
@@ -510,8 +526,8 @@ class JobStore:
 
     def plan_next_round(self, job_id: str) -> list[CaptionPair]:
         """For a job with a target whose planned pairs have all finished short of it: the next round's pairs
-        (written to the store, counted in the total; the caller sends them, then calls `sent`), or none when
-        a budget stops the job. Idempotent: a round is planned once, whoever asks."""
+        (written to the store, counted in the total; the caller has them sent), or none when a budget stops
+        the job. Idempotent: a round is planned once, whoever asks."""
         values = self.redis.hgetall(self.key(job_id))
         if "target" not in values or values.get("state") in FINAL:
             return []
@@ -568,7 +584,7 @@ class JobStore:
         accepted = [record.pair_id for record in records if record.status is SampleStatus.ACCEPTED]
         self.progress.clear(self.key(job_id))
         pipe = self.redis.pipeline()
-        parts = ("counted", "funnel", "slots", "planned", "sent")
+        parts = ("counted", "funnel", "slots", "planned", "sending", "sent")
         pipe.delete(*(self.key(job_id, part) for part in parts))
         pipe.hdel(self.key(job_id), "ended", "stopped")
         if records:

@@ -40,7 +40,7 @@ class Pass:
 
     restored: dict[str, int] = field(default_factory=dict)  # pairs re-sent after Redis lost the job
     expired: Counter[str] = field(default_factory=Counter)  # stalled steps sent again (or given up)
-    resent: Counter[str] = field(default_factory=Counter)  # pairs of rounds planned but never sent
+    resent: Counter[str] = field(default_factory=Counter)  # rounds planned but never all sent, sent again
     restored_tasks: int = 0  # tasks put back on their queues (their worker died)
 
 
@@ -99,20 +99,13 @@ def sweep_job(store: JobStore, celery: Celery, settings: Settings, job_id: str, 
                 "; giving up" if give_up else "; sent again",
             )
     for number in store.unsent_rounds(job_id):
-        manifest = store.manifest(job_id)
-        if manifest is None:
-            continue
-        finished = store.finished_ids(job_id)
-        for pair in store.round_of(job_id, manifest, number):
-            if pair.id not in finished:
-                send_step(celery, settings, job_id, pair.model_dump_json(), store.resume_step(job_id, pair.id))
-                done.resent[job_id] += 1
-        store.sent(job_id, number)
+        store.sending(job_id, number)  # the grace starts again: one resend, not one a pass
+        send_round(celery, job_id, number)
+        done.resent[job_id] += 1
     # a job with a target whose last round finished while nobody planned the next (a worker died between the
     # two): plan it now; planning is idempotent, so a round is never added twice
-    pairs_of_round = store.plan_next_round(job_id)
-    if pairs_of_round:
-        send_round(celery, store, settings, job_id, store.latest_round(job_id), pairs_of_round)
+    if store.plan_next_round(job_id):
+        send_round(celery, job_id, store.latest_round(job_id))
 
 
 def _pairs_by_id(store: JobStore, job_id: str) -> dict[str, CaptionPair]:

@@ -37,7 +37,7 @@ from spotdiff.protocol import CaptionPair, ModelRef, Rejection, SampleRecord, St
 from spotdiff.protocol.jobs import JobManifest
 from spotdiff.settings import PipelineSettings, Settings
 from spotdiff.storage import ArtifactStore
-from workers.celery_app import STEP_TASK, app, send_round, send_step
+from workers.celery_app import ROUND_CHUNK, ROUND_TASK, STEP_TASK, app, send_round, send_step
 from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.worker")
@@ -163,9 +163,8 @@ class WorkerProcess:
         return record.status.value
 
     def send_next_round(self, job_id: str) -> None:
-        pairs = self.store.plan_next_round(job_id)
-        if pairs:
-            send_round(app, self.store, self.settings, job_id, self.store.latest_round(job_id), pairs)
+        if self.store.plan_next_round(job_id):
+            send_round(app, job_id, self.store.latest_round(job_id))
 
 
 _process: WorkerProcess | None = None
@@ -193,6 +192,30 @@ def run_step(
         outcome = _run_step(self, job_id, pair, pair_json, Stage(step_name), enqueued_at, give_up)
         log.info("step %s: %s", step_name, outcome)
         return outcome
+
+
+@app.task(name=ROUND_TASK, bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=TRANSIENT_RETRIES)
+def run_send_round(self: Any, job_id: str, number: int, start: int) -> str:
+    """Send pairs ``start ..`` of round ``number`` to the first step, ``ROUND_CHUNK`` of them, then hand the
+    rest to the next round task; the last one notes the round as sent. A redelivered round task sends its
+    chunk again, which the step tasks make harmless."""
+    with log_context(job_id=job_id, step="send_round"):
+        worker = worker_process()
+        store = worker.store
+        if not store.exists(job_id) or store.is_stopped(job_id):
+            return "stopped"
+        pairs = store.round_of(job_id, number)
+        chunk = pairs[start : start + ROUND_CHUNK]
+        finished = store.finished_ids(job_id)  # a round sent again skips what already ran
+        for pair in chunk:
+            if pair.id not in finished:
+                send_step(app, worker.settings, job_id, pair.model_dump_json(), STEPS[0])
+        if start + ROUND_CHUNK < len(pairs):
+            store.sending(job_id, number)
+            send_round(app, job_id, number, start + ROUND_CHUNK)
+            return f"sent {start}..{start + len(chunk) - 1}"
+        store.sent(job_id, number)
+        return f"round {number} sent: {len(pairs)} pairs"
 
 
 def _retry_delay(settings: Settings, retries: int) -> float:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from spotdiff.protocol.records import MAX_CAPTION_CHARS
+from spotdiff.protocol.records import MAX_CAPTION_CHARS, MAX_SEED
 
 Edit = Literal["refine", "replace", "none"]
 Word = Annotated[str, StringConstraints(min_length=1, max_length=100)]
@@ -20,7 +20,7 @@ class PairRequest(BaseModel):
 
     source: str = Field(min_length=1, max_length=MAX_CAPTION_CHARS, examples=["A dog on the grass"])
     target: str = Field(min_length=1, max_length=MAX_CAPTION_CHARS, examples=["A cat on the grass"])
-    seed: int | None = Field(default=None, ge=0, lt=2**63, description="random when absent; always returned")
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="random when absent; always returned")
     height: int | None = Field(default=None, ge=64, le=4096, multiple_of=8)
     width: int | None = Field(default=None, ge=64, le=4096, multiple_of=8)
     num_inference_steps: int | None = Field(default=None, ge=1)

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 
 from spotdiff.imgdiff.decision import Decision
-from spotdiff.protocol.jobs import VARIATION_MARK
+from spotdiff.protocol.ids import VARIATION_MARK
 from spotdiff.protocol.records import CaptionPair
 
 HEADROOM = 1.2  # a round asks for 20 % more than the observed yield says, so most jobs end in two rounds
@@ -58,7 +58,7 @@ def next_round(
 def variation_seed(job_id: str, index: int) -> int:
     """A seed for the ``index``-th pair of a job, reproducible from the job id alone."""
     digest = hashlib.sha256(f"{job_id}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1  # below 2**63, as CaptionPair requires
+    return int.from_bytes(digest[:8], "big") >> 11  # 53 bits: at most MAX_SEED, as CaptionPair requires
 
 
 def variation_id(pair_id: str, variation: int) -> str:

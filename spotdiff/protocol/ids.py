@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import BeforeValidator, WithJsonSchema
 
 MAX_ID_CHARS = 128
+VARIATION_MARK = "--v"  # a job with a target names the variations of pair <id> <id>--v<k>
+MAX_SUBMITTED_ID_CHARS = 100  # room for the mark and a number
 ID_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 ID_RULE = (
     f"letters, digits, '_' and '-', with single dots between them (not first or last), at most {MAX_ID_CHARS} "
@@ -42,3 +44,31 @@ _ID_SCHEMA = WithJsonSchema(
 # Checked on the raw input, before any whitespace stripping, so that the schema and the check agree.
 PairId = Annotated[str, BeforeValidator(lambda value: check_id(value, "pair id")), _ID_SCHEMA]
 JobId = Annotated[str, BeforeValidator(lambda value: check_id(value, "job id")), _ID_SCHEMA]
+
+
+def check_submitted_pair_id(value: object) -> str:
+    """A pair id a client submits in a job: an id, with room left for its variations' names."""
+    pair_id = check_id(value, "pair id")
+    if len(pair_id) > MAX_SUBMITTED_ID_CHARS or VARIATION_MARK in pair_id:
+        raise ValueError(
+            f"pair id {pair_id!r} is not allowed in a job: at most {MAX_SUBMITTED_ID_CHARS} characters, and no "
+            f"{VARIATION_MARK!r} (a job with a target names its variations <id>{VARIATION_MARK}<k>)"
+        )
+    return pair_id
+
+
+SubmittedPairId = Annotated[
+    str,
+    BeforeValidator(check_submitted_pair_id),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_SUBMITTED_ID_CHARS,
+            "pattern": ID_PATTERN,
+            "not": {"pattern": VARIATION_MARK},
+            "description": f"{ID_RULE.replace(str(MAX_ID_CHARS), str(MAX_SUBMITTED_ID_CHARS))}, without "
+            f"{VARIATION_MARK!r}",
+        }
+    ),
+]

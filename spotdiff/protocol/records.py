@@ -5,17 +5,28 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from spotdiff.protocol.common import Box
 from spotdiff.protocol.ids import PairId
 
 MAX_CAPTION_CHARS = 1000
+MAX_SEED = 2**53 - 1  # the largest integer every JSON client (JavaScript's included) reads exactly
 MAX_OBJECTS = 16
 MAX_OBJECT_CHARS = 100
-NOT_BLANK = r"\S"  # at least one character that is not whitespace
-Caption = Annotated[str, Field(min_length=1, max_length=MAX_CAPTION_CHARS, pattern=NOT_BLANK)]
-ObjectWord = Annotated[str, Field(min_length=1, max_length=MAX_OBJECT_CHARS, pattern=NOT_BLANK)]
+# At least one character that is not ASCII whitespace, spelt out: \S means other things in Python's, Rust's
+# and ECMAScript's regular expressions, and the schema must say exactly what validation does.
+ASCII_SPACE = " \t\n\r\f\v"
+NOT_BLANK = r"[^ \t\n\r\f\v]"
+
+
+def _strip(text: str) -> str:
+    """Surrounding ASCII whitespace goes, after the checks (which the raw text passed: it is never empty)."""
+    return text.strip(ASCII_SPACE)
+
+
+Caption = Annotated[str, Field(min_length=1, max_length=MAX_CAPTION_CHARS, pattern=NOT_BLANK), AfterValidator(_strip)]
+ObjectWord = Annotated[str, Field(min_length=1, max_length=MAX_OBJECT_CHARS, pattern=NOT_BLANK), AfterValidator(_strip)]
 
 
 class Stage(StrEnum):
@@ -34,7 +45,7 @@ class Stage(StrEnum):
 class CaptionPair(BaseModel):
     """One request for a difference sample: a source caption and a target caption that differ in an object."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
 
     id: PairId = Field(description="unique within its job; it names the pair's files in the store")
     source: Caption
@@ -45,7 +56,7 @@ class CaptionPair(BaseModel):
         description="changed objects of the source side; derived from the captions when absent",
     )
     target_objects: list[ObjectWord] | None = Field(default=None, max_length=MAX_OBJECTS)
-    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _captions_differ(self) -> CaptionPair:

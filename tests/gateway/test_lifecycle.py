@@ -9,6 +9,7 @@ left, and nothing outside the job's folder touched.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import http.client
@@ -35,7 +36,7 @@ from spotdiff.pipeline import STEPS
 from spotdiff.protocol import SampleRecord
 from spotdiff.protocol.ids import is_valid_id
 from spotdiff.settings import Settings
-from workers.celery_app import STEP_QUEUES
+from workers.celery_app import ROUNDS_QUEUE, WORKER_QUEUES
 from workers.jobstore import JobStore
 
 from .conftest import KEYS, gateway_process
@@ -260,7 +261,7 @@ def test_cancel_is_durable_across_a_redis_restart_and_a_finished_job_cannot_be_c
         status = http.get("/v1/jobs/to-cancel").json()
         assert status["state"] == "cancelled" and status["stages"] == {}
         queued = redis.Redis.from_url(life.redis.url)
-        assert sum(queued.llen(queue) for queue in STEP_QUEUES) == 0  # nothing enqueued again
+        assert sum(queued.llen(queue) for queue in WORKER_QUEUES) == 0  # nothing enqueued again
     finally:
         life.start_worker()
     time.sleep(2)
@@ -328,8 +329,15 @@ def idle(lifecycle: Lifecycle, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield url, storage, redis_url
 
 
-def queued(redis_url: str) -> int:
-    return int(redis.Redis.from_url(redis_url).llen(STEP_QUEUES[0]))
+def queued(redis_url: str) -> list[tuple[str, int]]:
+    """The round tasks waiting (no worker listens here): which job's round each would send."""
+    messages = redis.Redis.from_url(redis_url).lrange(ROUNDS_QUEUE, 0, -1)
+    found = []
+    for message in messages:
+        headers = json.loads(message)["headers"]
+        job_id, number, _ = ast.literal_eval(headers["argsrepr"])
+        found.append((job_id, number))
+    return found
 
 
 async def test_concurrent_puts_create_a_job_once_and_enqueue_each_pair_once(idle: tuple[str, Path, str]) -> None:
@@ -340,7 +348,7 @@ async def test_concurrent_puts_create_a_job_once_and_enqueue_each_pair_once(idle
         codes = sorted(answer.status_code for answer in answers)
         assert codes == [200] * 19 + [201], codes
         assert all(answer.json()["id"] == "storm" for answer in answers)
-        assert queued(redis_url) == 5  # each pair once, not twenty times
+        assert queued(redis_url).count(("storm", 0)) == 1  # its pairs are sent once, not twenty times
         one, other = {"pairs": pairs(3, "a")}, {"pairs": pairs(4, "b")}
         racing = await asyncio.gather(*(http.put("/v1/jobs/race", json=one if n % 2 else other) for n in range(16)))
     created = [answer for answer in racing if answer.status_code == 201]
@@ -351,7 +359,7 @@ async def test_concurrent_puts_create_a_job_once_and_enqueue_each_pair_once(idle
     for answer in racing:
         if answer.status_code != 201:
             assert answer.status_code in (200, 409), answer.text
-    assert queued(redis_url) == 5 + len(winner["pairs"])  # the loser's pairs were never enqueued
+    assert queued(redis_url).count(("race", 0)) == 1  # the winner's pairs, once; the loser's never
     for job in ("storm", "race"):
         assert httpx.delete(f"{url}/v1/jobs/{job}", headers=BOB).status_code == 202
 
@@ -486,7 +494,7 @@ def test_a_round_planned_but_never_sent_is_sent_by_the_reconciler(lifecycle: Lif
     life.stop_worker()
     try:
         assert http.put("/v1/jobs/unsent", json=body).status_code == 201
-        redis.Redis.from_url(life.redis.url).delete(*STEP_QUEUES)  # as if the sender died before sending
+        redis.Redis.from_url(life.redis.url).delete(*WORKER_QUEUES)  # as if the sender died before sending
         store.redis.hdel(store.key("unsent", "sent"), 0)
         store.redis.hset(store.key("unsent", "planned"), 0, time.time() - 120)
     finally:

@@ -15,6 +15,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -37,19 +38,30 @@ CHECKS = [
 GATEWAY_REDIS = "redis://127.0.0.1:6379/12"  # no worker listens here: fuzzed jobs are accepted, never run
 
 
-def fuzz(url: str, examples: int, headers: dict[str, str] | None = None) -> list[str]:
-    """Run every operation of ``url``'s schema ``examples`` times (or SPOTDIFF_FUZZ_EXAMPLES, for a deeper
-    run by hand); the operations tested."""
+def fuzz(
+    url: str,
+    examples: int,
+    headers: dict[str, str] | None = None,
+    checks: list = CHECKS,
+    only: tuple[str, ...] = (),
+    body_filter=None,
+) -> list[str]:
+    """Run every operation of ``url``'s schema (or those whose label starts with one of ``only``) ``examples``
+    times (or SPOTDIFF_FUZZ_EXAMPLES, for a deeper run by hand); the operations tested."""
     examples = int(os.environ.get("SPOTDIFF_FUZZ_EXAMPLES", examples))
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    if body_filter is not None:
+        schema.hook("filter_body")(body_filter)
     tested = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if only and not operation.label.startswith(only):
+            continue
 
         @given(case=operation.as_strategy())
         @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(base_url=url, headers=headers, checks=CHECKS)
+            case.call_and_validate(base_url=url, headers=headers, checks=checks)
 
         check()
         tested.append(operation.label)
@@ -87,3 +99,39 @@ def test_the_gateway_answers_everything_as_its_schema_says(gateway_url: str) -> 
         "POST /v1/captioning/captions",
     } <= set(tested)
     assert os.environ.get("SPOTDIFF_REDIS_URL") != GATEWAY_REDIS
+
+
+def within_the_cross_field_rules(_context: object, body: object) -> bool:
+    """What JSON Schema cannot say about a job, and the schema's descriptions do: pair ids unique within the
+    job, a target caption that differs from its source, budgets only with a target."""
+    if not isinstance(body, dict) or not isinstance(body.get("pairs"), list):
+        return True
+    pairs = [pair for pair in body["pairs"] if isinstance(pair, dict)]
+    ids = [pair.get("id") for pair in pairs]
+    if len(set(map(str, ids))) != len(ids):
+        return False
+    for pair in pairs:
+        source, target = pair.get("source"), pair.get("target")
+        if (
+            isinstance(source, str)
+            and isinstance(target, str)
+            and source.strip(" \t\n\r\f\v").casefold() == target.strip(" \t\n\r\f\v").casefold()
+        ):
+            return False
+    return body.get("target_accepted") is not None or (
+        body.get("budget_pairs") is None and body.get("budget_seconds") is None
+    )
+
+
+def test_the_job_routes_accept_everything_their_schema_allows(gateway_url: str) -> None:
+    """Schema and validation say the same thing: every body the schema allows is accepted (or refused only
+    for a documented reason that is not the body's: a key's limits, an id taken by another body)."""
+    tested = fuzz(
+        gateway_url,
+        examples=60,
+        headers={"Authorization": f"Bearer {KEYS['alice']}"},
+        checks=[*CHECKS, positive_data_acceptance],
+        only=("POST /v1/jobs", "PUT /v1/jobs/{job_id}"),
+        body_filter=within_the_cross_field_rules,
+    )
+    assert tested == ["POST /v1/jobs", "PUT /v1/jobs/{job_id}"]
