@@ -150,13 +150,18 @@ def submit(
     manifest = JobManifest(
         id=job_id, owner=owner, request=request, fingerprint=claim.fingerprint, created=time.time(), budget_pairs=budget
     )
-    pairs = store.create(manifest)
+    try:
+        pairs = store.create(manifest)
+    except BaseException:  # nothing was created: the id and the key's slot are free again
+        store.admissions.release(owner, job_id)
+        store.unclaim(job_id)
+        raise
     if pairs is None:  # Redis forgot an older claim, but the store has the job
         store.admissions.release(owner, job_id)
         existing = store.manifest(job_id)
         assert existing is not None
         return _existing(store, job_id, claim, Claim(existing.owner, existing.fingerprint))
-    send_round(celery, job_id, 0)
+    send_round(celery, job_id, 0)  # if this fails, the reconciler sends the round once its grace is over
     return JobCreated(id=job_id, state=JobState.QUEUED, total=len(pairs)), 201
 
 

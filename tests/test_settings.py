@@ -35,3 +35,13 @@ def test_environment_wins_over_the_profile(monkeypatch: pytest.MonkeyPatch, tmp_
     assert settings.pipeline.pair_cosine_max == 0.5
     assert settings.pipeline.pair_cosine_min == -1.0  # the rest of the profile still applies
     assert (settings.generation.height, settings.generation.width) == (256, 128)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "2", "-1.5"])
+def test_a_deployment_cannot_set_a_threshold_that_decides_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    """The workers' own settings are bounded like a job's: a NaN cosine threshold would keep or drop everything."""
+    monkeypatch.setenv("SPOTDIFF_PIPELINE__PAIR_COSINE_MIN", value)
+    with pytest.raises(ValueError, match="pair_cosine_min"):
+        Settings(profile="tiny", tiny_dir=tmp_path)

@@ -236,15 +236,14 @@ class JobStore:
 
     def claim(self, job_id: str, claim: Claim) -> Claim | None:
         """Take the id for ``claim``; None when this caller now holds it, else who holds or created it."""
-        if self.redis.set(self.key(job_id, "claim"), claim.encode(), nx=True, ex=CLAIM_TTL_S):
-            manifest = self.manifest(job_id)  # Redis may have lost an older claim: the store is the truth
-            if manifest is None:
-                return None
-            return Claim(manifest.owner, manifest.fingerprint)
-        held = self.redis.get(self.key(job_id, "claim"))
-        if held is None:  # expired in between: try once more
-            return self.claim(job_id, claim)
-        return Claim.decode(held)
+        for _ in range(3):  # a claim that expires between the two commands: ask again
+            if self.redis.set(self.key(job_id, "claim"), claim.encode(), nx=True, ex=CLAIM_TTL_S):
+                manifest = self.manifest(job_id)  # Redis may have lost an older claim: the store is the truth
+                return None if manifest is None else Claim(manifest.owner, manifest.fingerprint)
+            held = self.redis.get(self.key(job_id, "claim"))
+            if held is not None:
+                return Claim.decode(held)
+        raise redis.exceptions.ConnectionError("the job id's claim kept changing hands")
 
     def unclaim(self, job_id: str) -> None:
         self.redis.delete(self.key(job_id, "claim"))

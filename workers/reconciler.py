@@ -7,8 +7,10 @@
 2. **Live jobs with stalled pairs**: a pair whose step outlived its lease (its worker died mid-step, or the step
    hung past its hard time limit) is sent again; after ``max_lease_expiries`` it ends as ``deadline_exceeded``.
    A round planned but never sent (its planner died) is sent, and a due round nobody planned is planned.
-3. **Tasks held by dead workers**: Redis puts every task that was delivered and not acknowledged within the
-   visibility timeout back on its queue (kombu's own restore, which live workers also run).
+3. **Tasks held by dead workers**: a task delivered but not acknowledged, whose pair no live task holds a lease
+   on, for longer than a live worker ever keeps one waiting (a retry's delay plus a lease), belongs to a worker
+   that died before it started it: it goes back on its queue now. Whatever is older than the broker's
+   visibility timeout goes back too (kombu's own restore, which live workers also run).
 
 Tasks are idempotent and a step's stored output makes a duplicate delivery harmless, so sending a pair twice
 still yields one record.
@@ -16,6 +18,8 @@ still yields one record.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import time
 from collections import Counter
@@ -23,10 +27,11 @@ from dataclasses import dataclass, field
 
 from celery import Celery
 
+from spotdiff.jobs.deadlines import max_retry_delay_s
 from spotdiff.protocol import CaptionPair
 from spotdiff.protocol.jobs import JobState
 from spotdiff.settings import Settings
-from workers.celery_app import send_round, send_step
+from workers.celery_app import STEP_TASK, send_round, send_step
 from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.reconciler")
@@ -51,7 +56,7 @@ def reconcile(store: JobStore, celery: Celery, settings: Settings, *, full: bool
         store.redis.set(ALIVE, time.time())
     for job_id in store.admissions.active():
         sweep_job(store, celery, settings, job_id, done)
-    done.restored_tasks = restore_unacknowledged(celery)
+    done.restored_tasks = restore_abandoned(store, celery, settings) + restore_unacknowledged(celery)
     return done
 
 
@@ -110,6 +115,40 @@ def sweep_job(store: JobStore, celery: Celery, settings: Settings, job_id: str, 
 
 def _pairs_by_id(store: JobStore, job_id: str) -> dict[str, CaptionPair]:
     return {pair.id: pair for pair in store.planned_pairs(job_id)}
+
+
+def restore_abandoned(store: JobStore, celery: Celery, settings: Settings) -> int:
+    """Put back the tasks a dead worker had received and not started: unacknowledged for longer than a live
+    worker keeps a task waiting, and no live lease on their pair. Returns how many."""
+    patience = max_retry_delay_s(settings) + settings.worker.lease_s
+    restored = 0
+    with celery.connection_for_write() as connection:
+        channel = connection.default_channel
+        client, qos = channel.client, channel.qos
+        now = time.time()
+        for tag, raw in client.hgetall(qos.unacked_key).items():
+            delivered = client.zscore(qos.unacked_index_key, tag)
+            if delivered is None or now - float(delivered) < patience:
+                continue
+            step_task = _step_task_of(raw)
+            if step_task is not None and store.progress.held_for(store.key(step_task[0]), step_task[1]) > 0:
+                continue  # a live task runs this pair's step
+            qos.restore_by_tag(tag, client)
+            restored += 1
+    return restored
+
+
+def _step_task_of(raw: bytes | str) -> tuple[str, str] | None:
+    """(job id, pair id) of an unacknowledged step task in kombu's Redis format (Celery's message protocol 2:
+    a base64 JSON body ``[args, kwargs, embed]``), or None for another task or a message it cannot read."""
+    try:
+        message = json.loads(raw)[0]
+        if message["headers"]["task"] != STEP_TASK:
+            return None
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        return str(args[0]), str(json.loads(args[1])["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def restore_unacknowledged(celery: Celery) -> int:

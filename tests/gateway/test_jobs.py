@@ -194,3 +194,20 @@ async def test_a_job_with_a_target_stops_at_its_pair_budget(gateway: httpx.Async
     status = await wait_done(gateway, job_id, timeout=120)
     assert status["stopped"] == "budget_pairs" and status["accepted"] == 0 and status["total"] == 7
     assert status["done"] == 7 and status["rounds"] == 2
+
+
+async def test_a_store_out_of_reach_is_a_503_and_readyz_names_it(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    settings = Settings(profile="tiny", redis_url=REDIS_URL, storage_url=str(store))
+    app = create_app(settings)
+    store.rmdir()
+    store.write_text("not a folder")  # every read and write of the store now fails
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        answer = await client.put("/v1/jobs/no-store", json={"pairs": example_pairs()[:1]})
+        assert answer.status_code == 503 and answer.headers["retry-after"]
+        assert answer.json()["error"]["code"] == "store_unavailable"
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["store"].startswith("unreachable")
+        assert ready.json()["checks"]["redis"] == "ok"
+    jobs = JobStore.from_url(REDIS_URL, str(tmp_path))
+    assert not jobs.redis.exists(jobs.key("no-store", "claim"))  # a failed create leaves the id free

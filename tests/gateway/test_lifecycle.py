@@ -20,6 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 from urllib.parse import quote
 
 import httpx
@@ -31,7 +32,7 @@ from hypothesis import strategies as st
 
 from gateway.deps import hash_key
 from services.launch import free_port, stop, worker_command
-from spotdiff.jobs.deadlines import step_limits
+from spotdiff.jobs.deadlines import step_limits, visibility_timeout_s
 from spotdiff.pipeline import STEPS
 from spotdiff.protocol import SampleRecord
 from spotdiff.protocol.ids import is_valid_id
@@ -107,13 +108,8 @@ class Lifecycle:
             "SPOTDIFF_STORAGE_URL": str(self.storage),
             "SPOTDIFF_GATEWAY__API_KEYS": json.dumps([hash_key(KEYS["alice"]), hash_key(KEYS["bob"])]),
         }
-        self.settings = Settings(
-            profile="tiny",
-            redis_url=self.redis.url,
-            storage_url=str(self.storage),
-            worker={"service_urls": stack["urls"]},
-            **{name: {"request_timeout_s": 10} for name in ("generation", "similarity", "regions", "captioning")},
-        )
+        with mock.patch.dict(os.environ, self.env):
+            self.settings = Settings()  # what the gateway and the worker read from the same environment
         self.worker: subprocess.Popen[bytes] | None = None
         self.store = JobStore.from_url(self.redis.url, str(self.storage))
         self.url = ""  # the gateway's, once it runs
@@ -214,6 +210,8 @@ def test_sigkill_of_the_worker_main_process_mid_step_finishes_every_pair_in_boun
     took = time.monotonic() - killed
     assert status["state"] == "done" and status["done"] == 8 and status["stages"] == {}
     assert took < 2 * life.longest_deadline(), f"{took:.0f}s after the kill"
+    # the leases and the reconciler brought it back, not Redis' own redelivery after the visibility timeout
+    assert took < visibility_timeout_s(life.settings), f"{took:.0f}s after the kill"
     assert_job_data(life.storage, "kill-main", [pair["id"] for pair in body["pairs"]])
     assert files_outside(life.storage, "kill-main") == before
 

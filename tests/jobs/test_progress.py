@@ -84,3 +84,17 @@ def test_admission_bounds_jobs_in_flight_and_pairs_per_minute(client: redis.Redi
     admissions.release("alice", "j3")
     admissions.release("bob", "j4")
     assert client.smembers(ACTIVE_JOBS) == set()
+
+
+def test_the_heartbeat_keeps_a_running_steps_lease_and_a_dropped_one_lapses(client: redis.Redis) -> None:
+    from workers.tasks import Heartbeat
+
+    progress = PairProgress(client)
+    heartbeat = Heartbeat(progress, 0.3)
+    assert progress.acquire(JOB, "a", Stage.GENERATE, 0.3)
+    heartbeat.hold(JOB, "a")
+    time.sleep(0.9)  # three lease lengths: renewed all along
+    assert not progress.acquire(JOB, "a", Stage.GENERATE, 0.3) and progress.take_expired(JOB) == []
+    heartbeat.drop()  # the process stops renewing (as a dead one would)
+    time.sleep(0.5)
+    assert [lease.pair_id for lease in progress.take_expired(JOB)] == ["a"]
