@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
 import httpx
@@ -97,25 +97,16 @@ async def reconcile_forever(app: FastAPI) -> None:
 def install_dependency_handlers(app: FastAPI) -> None:
     """Redis or the artifact store out of reach: a 503 that says which, with Retry-After."""
 
-    async def redis_down(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(
-            503,
-            "redis_unavailable",
-            f"Redis is unreachable ({type(exc).__name__}); nothing was changed, try again",
-            headers={"Retry-After": DEPENDENCY_RETRY_AFTER},
-        )
+    def unavailable(code: str, what: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handler(_: Request, exc: Exception) -> JSONResponse:
+            message = f"{what} is unreachable ({type(exc).__name__}); try again"
+            return error_response(503, code, message, headers={"Retry-After": DEPENDENCY_RETRY_AFTER})
 
-    async def store_down(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(
-            503,
-            "store_unavailable",
-            f"the artifact store is unreachable ({type(exc).__name__}); try again",
-            headers={"Retry-After": DEPENDENCY_RETRY_AFTER},
-        )
+        return handler
 
-    app.add_exception_handler(redis.exceptions.ConnectionError, redis_down)
-    app.add_exception_handler(redis.exceptions.TimeoutError, redis_down)
-    app.add_exception_handler(OSError, store_down)
+    app.add_exception_handler(redis.exceptions.ConnectionError, unavailable("redis_unavailable", "Redis"))
+    app.add_exception_handler(redis.exceptions.TimeoutError, unavailable("redis_unavailable", "Redis"))
+    app.add_exception_handler(OSError, unavailable("store_unavailable", "the artifact store"))
 
 
 def metrics_route(app: FastAPI, registry: CollectorRegistry, settings: Settings) -> None:

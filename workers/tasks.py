@@ -194,7 +194,14 @@ def run_step(
         return outcome
 
 
-@app.task(name=ROUND_TASK, bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=TRANSIENT_RETRIES)
+@app.task(
+    name=ROUND_TASK,
+    bind=True,
+    autoretry_for=TRANSIENT,
+    retry_backoff=True,
+    retry_backoff_max=10,  # a round task is never kept waiting longer than the reconciler's patience
+    max_retries=TRANSIENT_RETRIES,
+)
 def run_send_round(self: Any, job_id: str, number: int, start: int) -> str:
     """Send pairs ``start ..`` of round ``number`` to the first step, ``ROUND_CHUNK`` of them, then hand the
     rest to the next round task; the last one notes the round as sent. A redelivered round task sends its
