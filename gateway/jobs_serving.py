@@ -152,7 +152,8 @@ def submit(
     )
     try:
         pairs = store.create(manifest)
-    except BaseException:  # nothing was created: the id and the key's slot are free again
+    except BaseException:  # the id and the key's slot are free again (a manifest already written is the
+        # reconciler's to finish, and a retried PUT finds it)
         store.admissions.release(owner, job_id)
         store.unclaim(job_id)
         raise
