@@ -35,11 +35,12 @@ async def test_identical_prompts_give_identical_images_from_the_shared_latent(cl
 
 
 async def test_seeds_are_deterministic_and_distinct(clients: ServiceClients) -> None:
-    first, second, other = await asyncio.gather(
-        clients.generation.pair(PairRequest(source=DOG, target=CAT, seed=1, num_inference_steps=3)),
-        clients.generation.pair(PairRequest(source=DOG, target=CAT, seed=1, num_inference_steps=3)),
-        clients.generation.pair(PairRequest(source=DOG, target=CAT, seed=2, num_inference_steps=3)),
-    )
+    # one at a time: a pair alone in its batch is bit-exact; pairs sharing a batch of another size may differ by
+    # float reordering (test_batched_pairs_equal_single_runs bounds that), and a loaded machine splits batches
+    first, second, other = [
+        await clients.generation.pair(PairRequest(source=DOG, target=CAT, seed=seed, num_inference_steps=3))
+        for seed in (1, 1, 2)
+    ]
     assert np.array_equal(pixels(first.target_image), pixels(second.target_image))
     assert not np.array_equal(pixels(first.source_image), pixels(other.source_image))
 
