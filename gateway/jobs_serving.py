@@ -35,7 +35,6 @@ from spotdiff.settings import Settings
 from workers.celery_app import send_round
 from workers.jobstore import CancelOutcome, Claim, JobStore
 
-FINAL = {JobState.DONE.value, JobState.CANCELLED.value}
 EXPORT_CHUNK_BYTES = 1 << 20
 MEDIA_TYPES = {
     "jsonl": "application/jsonl",
@@ -203,7 +202,7 @@ async def events(store: JobStore, job_id: str) -> AsyncIterator[str]:
             if fields.get("type") in ("done", "cancelled"):
                 return
         current = await run_in_threadpool(store.status, job_id)
-        if current is not None and current.state.value in FINAL and not found:
+        if current is not None and current.state.final and not found:
             return
 
 

@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterator
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -143,8 +142,3 @@ class ArtifactStore:
         with contextlib.suppress(FileNotFoundError):
             if self.fs.exists(path):
                 self.fs.rm(path, recursive=True)
-
-    def iter_lines(self, key: str) -> Iterator[str]:
-        """The lines of a text file, read as a stream."""
-        with self.fs.open(self.path(key), "r", encoding="utf-8") as handle:
-            yield from handle

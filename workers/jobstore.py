@@ -43,7 +43,7 @@ CLAIM_TTL_S = 60  # a creator that died before writing its job's progress gives 
 SEND_GRACE_S = 60.0  # a round planned this long ago and still not sent is sent by the reconciler
 MANIFESTS_KEPT = 32
 REDIS_CONNECT_TIMEOUT_S = 5  # an unreachable Redis is an error in seconds, not a hang
-FINAL = (JobState.DONE.value, JobState.CANCELLED.value)
+FINAL = tuple(state.value for state in JobState if state.final)  # as Redis holds them
 # Totals over every job, for the metrics (gateway/metrics.py reads them)
 STATS_OUTCOMES = "spotdiff:stats:outcomes"
 STATS_STEP_SECONDS = "spotdiff:stats:step_seconds"

@@ -109,9 +109,6 @@ class WorkerProcess:
         with contextlib.suppress(*TRANSIENT):  # else the lease expires by itself
             self.store.progress.release(job_key, pair_id)
 
-    def manifest(self, job_id: str) -> JobManifest | None:
-        return self.store.manifest(job_id)  # kept in memory by the store: it never changes
-
     def job_settings(self, manifest: JobManifest) -> Settings:
         """The worker's settings with this job's pipeline overrides applied (validated)."""
         overrides = manifest.request.settings.overrides()
@@ -244,7 +241,7 @@ def _run_step(
             store.count(job_id, store.record(job_id, pair.id))
             worker.send_next_round(job_id)
             return "already done"
-        manifest = worker.manifest(job_id)
+        manifest = store.manifest(job_id)  # kept in memory by the store: it never changes
         if manifest is None or store.is_stopped(job_id):
             return "stopped"
         config = worker.job_settings(manifest)
@@ -270,18 +267,20 @@ def _run_step(
             store.enter(job_id, {pair.id: following})
             return "passed on"
         previous = STEPS[STEPS.index(step) - 1] if step is not STEPS[0] else None
-        if previous is not None and not store.has_step(job_id, pair.id, previous):
-            resume = store.resume_step(job_id, pair.id)  # its input is gone (a store restored from a backup)
-            send_step(app, config, job_id, pair_json, resume)
-            store.enter(job_id, {pair.id: resume}, force=True)
-            return f"resumed at {resume.value}"
+        if previous is not None:
+            try:
+                run = store.load_step(job_id, pair.id, previous)
+            except FileNotFoundError:  # its input is gone (a store restored from a backup)
+                resume = store.resume_step(job_id, pair.id)
+                send_step(app, config, job_id, pair_json, resume)
+                store.enter(job_id, {pair.id: resume}, force=True)
+                return f"resumed at {resume.value}"
         if not worker.hold(job_key, pair.id, step):
             # another delivery runs this pair's step now: look again when its lease would have expired (if
             # it finishes, this finds its output and passes it on; if it died, this runs the step)
             wait = min(max(store.progress.held_for(job_key, pair.id), 1.0), max_retry_delay_s(config))
             raise task.retry(countdown=wait, max_retries=None)
         leased = True
-        run = store.load_step(job_id, pair.id, previous) if previous is not None else run
         started = time.perf_counter()
         record = worker.within(worker.step(job_id, run, step, config), limits.deadline_s)
         store.step_ran(step, time.perf_counter() - started)

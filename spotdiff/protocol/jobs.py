@@ -142,6 +142,11 @@ class JobState(StrEnum):
     DONE = "done"
     CANCELLED = "cancelled"
 
+    @property
+    def final(self) -> bool:
+        """Nothing more will run: done, or cancelled."""
+        return self in (JobState.DONE, JobState.CANCELLED)
+
 
 class JobStatus(BaseModel):
     id: str
