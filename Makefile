@@ -49,7 +49,7 @@ bench-scale: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy spotdiff services workers gateway
+	$(BIN)/mypy spotdiff httpkit services workers gateway
 
 clean:
 	rm -rf $(VENV) .cache out

@@ -61,7 +61,7 @@ def similarity_settings(model: str) -> SimilaritySettings:
 def inprocess_items_per_second(settings: SimilaritySettings, images: list[Image.Image], rounds: int) -> float:
     from services.similarity.api import CosineJob
     from services.similarity.model import SimilarityModel
-    from services.similarity.protocol import Operand, ScorePair
+    from spotdiff.protocol.similarity import Operand, ScorePair
 
     model = SimilarityModel(settings)
     model.load()

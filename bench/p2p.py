@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     from services.generation.api import PairJob
     from services.generation.model import GenerationModel
     from services.generation.p2p import P2PAttnProcessor
-    from services.generation.protocol import GenerationParams
     from spotdiff.cli import ensure_tiny_models
+    from spotdiff.protocol.generation import GenerationParams
 
     settings = Settings(profile="tiny")
     generation = settings.generation.model_copy(update={"device": args.device, "dtype": args.dtype})

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from services.regions.api import PromptedJob, ProposeJob
     from services.regions.model import RegionsModel
-    from services.regions.protocol import AmgOptions, Prompt
     from spotdiff.cli import ensure_tiny_models
+    from spotdiff.protocol.regions import AmgOptions, Prompt
 
     if not (GOLDEN / "dj_img_pair_1.jpg").exists():
         print(f"regions: skipped, the golden pair is not at {GOLDEN}")

@@ -18,11 +18,11 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
-from services.captioning.protocol import CaptionRequest, CaptionResponse
-from services.generation.protocol import GenerationParams, PairRequest, PairResponse
-from services.regions.protocol import Proposal, ProposeRequest, ProposeResponse
-from services.similarity.protocol import CosineRequest, CosineResponse
 from spotdiff.protocol import Box, ModelInfo
+from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
+from spotdiff.protocol.generation import GenerationParams, PairRequest, PairResponse
+from spotdiff.protocol.regions import Proposal, ProposeRequest, ProposeResponse
+from spotdiff.protocol.similarity import CosineRequest, CosineResponse
 from spotdiff.settings import SERVICE_NAMES
 
 SIZE = 64

@@ -4,7 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY spotdiff ./spotdiff
-COPY services ./services
+COPY httpkit ./httpkit
 COPY gateway ./gateway
 COPY workers ./workers
 RUN pip install --no-cache-dir .

@@ -4,9 +4,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 SERVICE=simila
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY spotdiff ./spotdiff
+COPY httpkit ./httpkit
 COPY services ./services
-COPY gateway ./gateway
-COPY workers ./workers
 RUN pip install --no-cache-dir ".[models]"
 USER 1000
 EXPOSE 8100

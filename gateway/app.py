@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -24,9 +23,10 @@ from gateway.metrics import PipelineStatsCollector
 from gateway.services import ServiceGates
 from gateway.services import router as services_router
 from gateway.web import router as web_router
-from services.kit.app import MetricsMiddleware, RequestLimitMiddleware
-from services.kit.errors import ServiceError, error_response, install_error_handlers
-from services.kit.metrics import ServiceMetrics
+from httpkit.auth import require_bearer
+from httpkit.errors import error_response, install_error_handlers
+from httpkit.metrics import ServiceMetrics
+from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
 from spotdiff.settings import Settings
 from workers.celery_app import create_celery
 from workers.jobstore import JobStore
@@ -118,12 +118,7 @@ def metrics_route(app: FastAPI, registry: CollectorRegistry, settings: Settings)
 
     @app.get("/metrics", summary="Prometheus text format", response_class=PlainTextResponse)
     async def prometheus(request: Request) -> Response:
-        if token is not None:
-            sent = request.headers.get("authorization", "")
-            if not hmac.compare_digest(sent, f"Bearer {token.get_secret_value()}"):
-                raise ServiceError(
-                    401, "unauthorized", "/metrics needs its token", headers={"WWW-Authenticate": "Bearer"}
-                )
+        require_bearer(request, token, "/metrics needs its token")
         # off the event loop: the pipeline's metrics are read from Redis at scrape time
         body = await run_in_threadpool(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

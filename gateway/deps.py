@@ -9,7 +9,7 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Request
 
-from services.kit.errors import ServiceError
+from httpkit.errors import ServiceError
 from spotdiff.settings import Settings
 from workers.jobstore import JobStore
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import jobs_serving as serving
 from gateway.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
-from services.kit.errors import ERROR_RESPONSES, ErrorResponse
+from httpkit.errors import ERROR_RESPONSES, ErrorResponse
 from spotdiff.protocol.ids import JobId as JobIdType
 from spotdiff.protocol.jobs import JobCreated, JobRequest, JobStatus
 from spotdiff.settings import Settings

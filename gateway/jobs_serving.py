@@ -19,7 +19,7 @@ from celery import Celery
 from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
-from services.kit.errors import ServiceError
+from httpkit.errors import ServiceError
 from spotdiff.exports import EXPORTERS
 from spotdiff.protocol import SampleRecord
 from spotdiff.protocol.jobs import (

@@ -15,12 +15,12 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Body, Depends, Request
 
 from gateway.deps import OwnerDep
-from services.captioning.protocol import CaptionRequest, CaptionResponse
-from services.generation.protocol import PairRequest, PairResponse
-from services.kit.errors import ERROR_RESPONSES, ServiceError
-from services.regions.protocol import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
-from services.similarity.protocol import CosineRequest, CosineResponse
+from httpkit.errors import ERROR_RESPONSES, ServiceError
 from spotdiff.clients import ServiceCallError, ServiceClients
+from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
+from spotdiff.protocol.generation import PairRequest, PairResponse
+from spotdiff.protocol.regions import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
+from spotdiff.protocol.similarity import CosineRequest, CosineResponse
 from spotdiff.settings import Settings
 
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.deps import OwnerDep, StoreDep
 from gateway.jobs import JobId
 from gateway.jobs_serving import owned
-from services.kit.errors import ERROR_RESPONSES, ErrorResponse, ServiceError
+from httpkit.errors import ERROR_RESPONSES, ErrorResponse, ServiceError
 from workers.jobstore import JobStore
 
 # The page's own files and what they are; anything else under static/ is never served.

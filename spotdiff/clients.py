@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from services.captioning.protocol import CaptionRequest, CaptionResponse
-from services.generation.protocol import PairRequest, PairResponse
-from services.regions.protocol import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
-from services.similarity.protocol import CosineRequest, CosineResponse
+from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
 from spotdiff.protocol.common import ModelInfo
+from spotdiff.protocol.errors import ErrorResponse
+from spotdiff.protocol.generation import PairRequest, PairResponse
+from spotdiff.protocol.regions import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
+from spotdiff.protocol.similarity import CosineRequest, CosineResponse
 
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
 RETRYABLE = frozenset({429, 502, 503, 504})
@@ -95,10 +96,10 @@ class ServiceClient:
 
     def _error(self, response: httpx.Response) -> ServiceCallError:
         try:
-            error = response.json()["error"]
-            return ServiceCallError(self.service, response.status_code, error["code"], error["message"])
-        except (ValueError, KeyError, TypeError):
+            error = ErrorResponse.model_validate_json(response.content).error
+        except ValidationError:  # not ours: a proxy's page, say
             return ServiceCallError(self.service, response.status_code, "http_error", response.text[:200])
+        return ServiceCallError(self.service, response.status_code, error.code, error.message)
 
     async def _post(self, path: str, body: BaseModel, response_model: type[ResponseT]) -> ResponseT:
         response = await self._request("POST", path, body)

@@ -23,10 +23,6 @@ from PIL import Image
 from pydantic import BaseModel, Field, PrivateAttr
 
 import spotdiff
-from services.captioning.protocol import CaptionRequest
-from services.generation.protocol import GenerationParams, PairRequest
-from services.regions.protocol import Prompt, PromptedRequest
-from services.similarity.protocol import CosineRequest, Operand, ScorePair
 from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.imgdiff.areas import (
     Candidate,
@@ -44,6 +40,10 @@ from spotdiff.imgdiff.prior import prior_boxes
 from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
 from spotdiff.imgdiff.render import png_bytes, red_boxed, side_by_side
 from spotdiff.protocol import CaptionPair, ModelRef, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
+from spotdiff.protocol.captioning import CaptionRequest
+from spotdiff.protocol.generation import GenerationParams, PairRequest
+from spotdiff.protocol.regions import Prompt, PromptedRequest
+from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 from spotdiff.settings import Settings
 from spotdiff.storage import ArtifactStore
 

@@ -21,12 +21,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.app import create_app
-from services.captioning.protocol import CaptionRequest
-from services.generation.protocol import PairRequest
-from services.kit.metrics import GpuMemoryCollector
-from services.similarity.protocol import CosineRequest, Operand, ScorePair
+from httpkit.metrics import GpuMemoryCollector
 from spotdiff.clients import ServiceClients
 from spotdiff.protocol import Stage
+from spotdiff.protocol.captioning import CaptionRequest
+from spotdiff.protocol.generation import PairRequest
+from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 from spotdiff.settings import Settings
 from workers.celery_app import WORKER_QUEUES
 from workers.jobstore import JobStore

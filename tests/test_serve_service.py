@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 
 from services.launch import free_port, service_command
-from services.similarity.protocol import CosineRequest, Operand, ScorePair
 from spotdiff.clients import SimilarityClient
+from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 from spotdiff.settings import SERVICE_NAMES
 
 

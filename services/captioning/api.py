@@ -9,10 +9,10 @@ from fastapi import APIRouter, FastAPI
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from services.captioning.protocol import CaptionRequest, CaptionResponse
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.codec import decode_image
+from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
 from spotdiff.settings import CaptioningSettings, Settings
 
 if TYPE_CHECKING:

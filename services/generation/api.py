@@ -15,12 +15,12 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from services.generation.protocol import GenerationParams, PairProgress, PairRequest, PairResponse
+from httpkit.errors import ErrorBody, ErrorResponse
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.cancellation import cancel_on_disconnect
 from services.kit.codec import encode_png
-from services.kit.errors import ErrorBody, ErrorResponse
+from spotdiff.protocol.generation import GenerationParams, PairProgress, PairRequest, PairResponse
 from spotdiff.settings import GenerationSettings, Settings
 
 if TYPE_CHECKING:
@@ -149,12 +149,9 @@ async def create_pair(request: PairRequest, http: Request, runtime: RuntimeDep) 
             if error is None:
                 yield _sse("result", work.result())
             else:
-                status, code, message = (
-                    getattr(error, "status", 500),
-                    getattr(error, "code", "internal_error"),
-                    str(error),
-                )
-                yield _sse("error", ErrorResponse(error=ErrorBody(code=code, message=f"{status}: {message}")))
+                code = getattr(error, "code", "internal_error")
+                body = ErrorBody(code=code, message=str(error), details=getattr(error, "details", None))
+                yield _sse("error", ErrorResponse(error=body))
         finally:  # the client left (or the stream ended): stop the work
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)

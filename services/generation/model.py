@@ -13,6 +13,7 @@ from diffusers.utils import logging as diffusers_logging
 from PIL import Image
 from transformers.utils import logging as transformers_logging
 
+from httpkit.errors import ServiceError
 from services.generation.alignment import Refinement, refinement, time_word_alphas, word_token_positions
 from services.generation.api import PairImages, PairJob
 from services.generation.p2p import (
@@ -22,10 +23,9 @@ from services.generation.p2p import (
     PairEdit,
     self_replace_max_queries,
 )
-from services.generation.protocol import GenerationParams
-from services.kit.errors import ServiceError
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
+from spotdiff.protocol.generation import GenerationParams
 from spotdiff.settings import GenerationSettings
 
 MAX_TOKENS = 77  # CLIP's context: the length of every cross-attention key sequence

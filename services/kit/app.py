@@ -7,7 +7,6 @@ Loading happens in the background after the server starts listening, so `/health
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import threading
 import time
@@ -21,11 +20,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from httpkit.auth import require_bearer
+from httpkit.errors import ServiceError, install_error_handlers
+from httpkit.metrics import ServiceMetrics
+from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
 from services.kit.batcher import MicroBatcher
-from services.kit.errors import ServiceError, error_response, install_error_handlers
-from services.kit.metrics import ServiceMetrics
 from services.kit.runner import ModelInfo, ModelRunner
 from spotdiff.settings import ServiceSettings
 
@@ -157,102 +157,7 @@ RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
 
 async def verify_token(request: Request, runtime: RuntimeDep) -> None:
     """The internal bearer token, when one is configured; health and metrics stay open for probes."""
-    token = runtime.settings.token
-    if token is None:
-        return
-    sent = request.headers.get("authorization", "")
-    expected = f"Bearer {token.get_secret_value()}"
-    if not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise ServiceError(401, "unauthorized", "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-
-class RequestLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` (413) whether or not the client sent a Content-Length."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        # Buffer the body (it is bounded) so that an oversized one is refused before any route sees it.
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    def _message(self) -> str:
-        return f"request body is over the limit of {self.max_bytes} bytes"
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, "request_too_large", self._message())
-        await response(scope, receive, send)
-
-
-class MetricsMiddleware:
-    """Count and time every request by route template and status."""
-
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-        recorded = False
-
-        def record() -> None:
-            nonlocal recorded
-            if recorded:
-                return
-            recorded = True
-            path = getattr(scope.get("route"), "path", "unmatched")
-            service = self.metrics.service
-            self.metrics.requests.labels(service, path, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(service, path).observe(time.perf_counter() - started)
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                record()  # before the last byte leaves, so a client that got its answer sees it counted
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            record()
+    require_bearer(request, runtime.settings.token, "missing or wrong bearer token")
 
 
 def _health_router() -> APIRouter:

@@ -17,8 +17,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from services.kit.errors import ServiceError
-from services.kit.metrics import ServiceMetrics
+from httpkit.errors import ServiceError
+from httpkit.metrics import ServiceMetrics
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")

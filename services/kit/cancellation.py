@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from fastapi import Request
 
-from services.kit.errors import ServiceError
+from httpkit.errors import ServiceError
 
 T = TypeVar("T")
 

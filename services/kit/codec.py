@@ -13,7 +13,7 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from services.kit.errors import ServiceError
+from httpkit.errors import ServiceError
 from spotdiff.imgdiff.render import png_bytes
 
 ACCEPTED_FORMATS = frozenset({"PNG", "JPEG"})

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.codec import decode_image
-from services.regions.protocol import (
+from spotdiff.protocol.regions import (
     AmgOptions,
     Prompt,
     PromptedRequest,

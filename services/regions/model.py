@@ -17,8 +17,8 @@ from segment_anything.utils.amg import mask_to_rle_pytorch
 
 from services.kit.placement import resolve_device, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
-from services.regions.protocol import AmgOptions, Mask, PromptedRegion, Proposal
 from spotdiff.protocol.common import Box
+from spotdiff.protocol.regions import AmgOptions, Mask, PromptedRegion, Proposal
 from spotdiff.settings import RegionsSettings
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class RegionsModel(ModelRunner):
 
     def warmup(self) -> None:
         from services.regions.api import PromptedJob, ProposeJob
-        from services.regions.protocol import Prompt
+        from spotdiff.protocol.regions import Prompt
 
         image = Image.new("RGB", (64, 64), (90, 140, 60))
         self.propose([ProposeJob(image, AmgOptions(), False)])

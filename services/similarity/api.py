@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.codec import decode_image
-from services.similarity.protocol import CosineRequest, CosineResponse
+from spotdiff.protocol.similarity import CosineRequest, CosineResponse
 from spotdiff.settings import Settings, SimilaritySettings
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
-from services.similarity.protocol import Operand, ScorePair
+from spotdiff.protocol.similarity import Operand, ScorePair
 from spotdiff.settings import SimilaritySettings
 
 if TYPE_CHECKING:

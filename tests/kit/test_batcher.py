@@ -4,9 +4,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from httpkit.errors import ServiceError
+from httpkit.metrics import ServiceMetrics
 from services.kit.batcher import MicroBatcher
-from services.kit.errors import ServiceError
-from services.kit.metrics import ServiceMetrics
 
 
 def make_batcher(predict, **overrides) -> MicroBatcher:

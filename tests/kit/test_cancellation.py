@@ -2,8 +2,8 @@ import asyncio
 
 import pytest
 
+from httpkit.errors import ServiceError
 from services.kit.cancellation import cancel_on_disconnect
-from services.kit.errors import ServiceError
 
 
 class FakeRequest:

@@ -6,8 +6,8 @@ import zlib
 import pytest
 from PIL import Image
 
+from httpkit.errors import ServiceError
 from services.kit.codec import decode_image, encode_png
-from services.kit.errors import ServiceError
 
 
 def b64(image: Image.Image, fmt: str = "PNG") -> str:

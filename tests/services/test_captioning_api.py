@@ -1,7 +1,7 @@
 import asyncio
 
-from services.captioning.protocol import CaptionRequest
 from spotdiff.clients import ServiceClients
+from spotdiff.protocol.captioning import CaptionRequest
 
 from .helpers import noise_image, png_b64
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest_asyncio
 
-from services.captioning.protocol import CaptionRequest
 from services.registry import create_app
 from spotdiff.clients import CaptioningClient
+from spotdiff.protocol.captioning import CaptionRequest
 from spotdiff.settings import Settings
 
 from .helpers import noise_image, png_b64

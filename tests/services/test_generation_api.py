@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from services.generation.protocol import PairRequest
 from spotdiff.clients import ServiceCallError, ServiceClients
+from spotdiff.protocol.generation import PairRequest
 
 from .helpers import batches_larger_than_one, pixels
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
+from httpkit.errors import ServiceError
 from services.generation.api import PairImages, PairJob
 from services.generation.model import GenerationModel
-from services.generation.protocol import GenerationParams
-from services.kit.errors import ServiceError
+from spotdiff.protocol.generation import GenerationParams
 from spotdiff.settings import Settings
 
 DOG, CAT = "a photo of a dog on the grass", "a photo of a cat on the grass"

@@ -27,8 +27,8 @@ async def test_bad_images_are_4xx(clients: ServiceClients, image: str, status: i
 
 
 async def test_prompted_masks_answer_every_prompt(clients: ServiceClients) -> None:
-    from services.regions.protocol import Prompt, PromptedRequest
     from spotdiff.protocol import Box
+    from spotdiff.protocol.regions import Prompt, PromptedRequest
 
     request = PromptedRequest(
         image=png_b64(noise_image(96, 80, 5)),

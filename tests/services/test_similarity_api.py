@@ -2,9 +2,9 @@ import asyncio
 
 import pytest
 
-from services.similarity.protocol import CosineRequest, Operand, ScorePair
 from spotdiff.clients import ServiceClients
 from spotdiff.protocol import Box
+from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 
 from .helpers import batches_larger_than_one, noise_image, png_b64
 

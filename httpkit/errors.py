@@ -1,4 +1,4 @@
-"""One JSON error envelope for every service: ``{"error": {"code", "message", "details"}}``."""
+"""Writes the error envelope (`spotdiff.protocol.errors`) for every failure of an app, so clients parse one shape."""
 
 from __future__ import annotations
 
@@ -8,27 +8,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from spotdiff.protocol.errors import ERROR_RESPONSES, ErrorBody, ErrorResponse
+
+__all__ = ["ERROR_RESPONSES", "ErrorBody", "ErrorResponse", "ServiceError", "error_response", "install_error_handlers"]
+
 log = logging.getLogger("spotdiff.errors")
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorResponse(BaseModel):
-    """The body of every non-2xx answer."""
-
-    error: ErrorBody
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 500, 503)
-}
 
 
 class ServiceError(Exception):
