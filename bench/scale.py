@@ -31,9 +31,9 @@ import psutil
 import redis
 
 from services.launch import free_port, stop, wait_ready, worker_command
+from spotdiff.jobs.queues import create_celery
+from spotdiff.jobs.store import JobStore
 from spotdiff.settings import SERVICE_NAMES, Settings
-from workers.celery_app import create_celery
-from workers.jobstore import JobStore
 from workers.reconciler import reconcile
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             "SPOTDIFF_WORKER__SERVICE_URLS": json.dumps(urls),
             "SPOTDIFF_GATEWAY__MAX_PAIRS_PER_JOB": str(max(args.pairs, args.small)),
             "SPOTDIFF_GATEWAY__MAX_REQUEST_BYTES": str(64 * 2**20),
-            "SPOTDIFF_GATEWAY__RECONCILE_INTERVAL_S": "3600",  # this benchmark times a reconcile itself
+            "SPOTDIFF_WORKER__RECONCILE_INTERVAL_S": "3600",  # this benchmark times a reconcile itself
         }
         standin = [sys.executable, "-m", "bench.standin", "--latency-ms", str(args.latency_ms), "--ports"]
         quiet = subprocess.DEVNULL

@@ -1,6 +1,6 @@
 """The gateway app: jobs, single-service calls, health, readiness (Redis, the store and every service), metrics,
-one error envelope (a missing dependency is a 503 with Retry-After, never a bare 500), and the reconciler that
-finishes jobs whatever died on the way (`workers.reconciler`)."""
+and one error envelope (a missing dependency is a 503 with Retry-After, never a bare 500). It only sends work:
+the workers run it, and their reconciler finishes jobs whatever died on the way."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
 
 import httpx
 import redis
@@ -17,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, start_http_server
 from starlette.concurrency import run_in_threadpool
 
+import spotdiff
 from gateway.deps import SettingsDep, StoreDep
 from gateway.jobs import build_router as build_jobs_router
 from gateway.metrics import PipelineStatsCollector
@@ -27,10 +27,9 @@ from httpkit.auth import require_bearer
 from httpkit.errors import error_response, install_error_handlers
 from httpkit.metrics import ServiceMetrics
 from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
+from spotdiff.jobs.queues import create_celery
+from spotdiff.jobs.store import JobStore
 from spotdiff.settings import Settings
-from workers.celery_app import create_celery
-from workers.jobstore import JobStore
-from workers.reconciler import FULL_SCAN_EVERY, reconcile
 
 log = logging.getLogger("spotdiff.gateway")
 
@@ -73,25 +72,7 @@ async def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503)
 
 
-RECONCILE_LOCK = "spotdiff:reconciler"
 DEPENDENCY_RETRY_AFTER = "5"
-
-
-async def reconcile_forever(app: FastAPI) -> None:
-    """Every ``reconcile_interval_s``, one reconciler pass; one gateway at a time (a Redis lock)."""
-    settings: Settings = app.state.settings
-    store: JobStore = app.state.store
-    interval = settings.gateway.reconcile_interval_s
-    passes = 0
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            if await run_in_threadpool(store.redis.set, RECONCILE_LOCK, "1", nx=True, px=max(1, int(interval * 1000))):
-                full = passes % FULL_SCAN_EVERY == 0
-                await run_in_threadpool(partial(reconcile, store, app.state.celery, settings, full=full))
-                passes += 1
-        except Exception:  # Redis away: try again next round; the loop must outlive any one failure
-            log.exception("a reconciler pass failed")
 
 
 def install_dependency_handlers(app: FastAPI) -> None:
@@ -129,7 +110,6 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reconciler = asyncio.create_task(reconcile_forever(app))
         metrics_server = None
         if settings.gateway.metrics_port is not None:
             metrics_server, _ = start_http_server(settings.gateway.metrics_port, registry=metrics.registry)
@@ -138,14 +118,11 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         finally:
             if metrics_server is not None:
                 metrics_server.shutdown()
-            reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reconciler
             await app.state.service_gates.aclose()
 
     app = FastAPI(
         title="spotdiff",
-        version="0.1.0",
+        version=spotdiff.__version__,
         description="Img-Diff difference samples as a service: submit caption pairs, collect samples; or call "
         "one model service (generation, similarity, regions, captioning) directly.",
         lifespan=lifespan,

@@ -10,10 +10,9 @@ from celery import Celery
 from fastapi import Depends, Request
 
 from httpkit.errors import ServiceError
+from spotdiff.jobs.store import JobStore
+from spotdiff.protocol.jobs import LOCAL_OWNER
 from spotdiff.settings import Settings
-from workers.jobstore import JobStore
-
-LOCAL_OWNER = "local"
 
 
 def get_settings(request: Request) -> Settings:

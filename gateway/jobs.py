@@ -3,7 +3,7 @@ What each does is in `gateway.jobs_serving`; the request model is bounded by thi
 OpenAPI schema says what is accepted. (No postponed annotations here: the routes name a model made at run time.)"""
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 from fastapi import Path as PathParam
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway import jobs_serving as serving
 from gateway.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
 from httpkit.errors import ERROR_RESPONSES, ErrorResponse
+from spotdiff.exports import ExportFormat
 from spotdiff.protocol.ids import JobId as JobIdType
 from spotdiff.protocol.jobs import JobCreated, JobRequest, JobStatus
 from spotdiff.settings import Settings
@@ -108,9 +109,7 @@ def build_router(settings: Settings) -> APIRouter:
             }
         },
     )
-    async def job_export(
-        job_id: JobId, owner: OwnerDep, store: StoreDep, format: Literal["llava", "dj", "jsonl", "parquet"]
-    ) -> StreamingResponse:
+    async def job_export(job_id: JobId, owner: OwnerDep, store: StoreDep, format: ExportFormat) -> StreamingResponse:
         await run_in_threadpool(serving.owned, store, job_id, owner)
         chunks, media_type, name = await run_in_threadpool(serving.export, store, job_id, format)
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}

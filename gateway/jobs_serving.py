@@ -20,7 +20,10 @@ from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
 from httpkit.errors import ServiceError
-from spotdiff.exports import EXPORTERS
+from spotdiff.exports import EXPORTS, ExportFormat
+from spotdiff.jobs.events import FINAL_EVENTS
+from spotdiff.jobs.queues import send_round
+from spotdiff.jobs.store import CancelOutcome, Claim, JobStore
 from spotdiff.protocol import SampleRecord
 from spotdiff.protocol.jobs import (
     JobCreated,
@@ -32,16 +35,8 @@ from spotdiff.protocol.jobs import (
     SubmittedPair,
 )
 from spotdiff.settings import Settings
-from workers.celery_app import send_round
-from workers.jobstore import CancelOutcome, Claim, JobStore
 
 EXPORT_CHUNK_BYTES = 1 << 20
-MEDIA_TYPES = {
-    "jsonl": "application/jsonl",
-    "parquet": "application/vnd.apache.parquet",
-    "llava": "application/zip",
-    "dj": "application/zip",
-}
 
 
 class SamplePage(BaseModel):
@@ -199,21 +194,22 @@ async def events(store: JobStore, job_id: str) -> AsyncIterator[str]:
         for event_id, fields in found:
             after = event_id
             yield f"id: {event_id}\nevent: {fields.get('type', 'event')}\ndata: {json.dumps(fields)}\n\n"
-            if fields.get("type") in ("done", "cancelled"):
+            if fields.get("type") in FINAL_EVENTS:
                 return
         current = await run_in_threadpool(store.status, job_id)
         if current is not None and current.state.final and not found:
             return
 
 
-def export(store: JobStore, job_id: str, export_format: str) -> tuple[Iterator[bytes], str, str]:
+def export(store: JobStore, job_id: str, export_format: ExportFormat) -> tuple[Iterator[bytes], str, str]:
     """The export written to a temporary folder on disk, one record at a time, and streamed from there in
     chunks (a zip when it has images): the gateway's memory does not grow with the job. The folder is removed
     when the stream ends."""
     folder = Path(tempfile.mkdtemp(prefix="spotdiff-export-"))
     try:
-        written = EXPORTERS[export_format](store.iter_records(job_id), store.artifacts(job_id), folder)
-        if export_format in ("jsonl", "parquet"):
+        kind = EXPORTS[export_format]
+        written = kind.write(store.iter_records(job_id), store.artifacts(job_id), folder)
+        if not kind.zipped:
             payload, name = written, f"{job_id}-{written.name}"
         else:
             payload, name = folder / "export.zip", f"{job_id}-{export_format}.zip"
@@ -224,7 +220,7 @@ def export(store: JobStore, job_id: str, export_format: str) -> tuple[Iterator[b
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return _chunks(payload, folder), MEDIA_TYPES[export_format], name
+    return _chunks(payload, folder), kind.media_type, name
 
 
 def _chunks(path: Path, folder: Path) -> Iterator[bytes]:

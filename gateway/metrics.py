@@ -18,23 +18,16 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
-from spotdiff.pipeline import STEPS
-from workers.celery_app import WORKER_QUEUES
-from workers.jobstore import (
-    STATS_OUTCOMES,
-    STATS_QUEUE_WAIT_SECONDS,
-    STATS_QUEUE_WAITS,
-    STATS_STEP_RUNS,
-    STATS_STEP_SECONDS,
-)
+from spotdiff.jobs import stats
+from spotdiff.jobs.queues import WORKER_QUEUES
+from spotdiff.pipeline.graph import STEPS
+from spotdiff.protocol import SampleStatus
 
 log = logging.getLogger("spotdiff.gateway.metrics")
 
-# The hashes the workers count into (field -> number as a string); a hash is absent until its first count.
-STATS_HASHES = (STATS_OUTCOMES, STATS_STEP_SECONDS, STATS_STEP_RUNS, STATS_QUEUE_WAIT_SECONDS, STATS_QUEUE_WAITS)
 
-ACCEPTED = "accepted"
 REJECTED = "rejected"
+UNREJECTED = frozenset({SampleStatus.ACCEPTED.value, SampleStatus.SURPLUS.value})  # outcomes with no stage
 
 # A scrape must not hang on a Redis that is gone: Prometheus would time the whole target out.
 REDIS_TIMEOUT_S = 2.0
@@ -50,8 +43,8 @@ def _number(value: object) -> float | None:
 
 def _outcome_labels(field: str) -> tuple[str, str, str]:
     """``accepted`` or ``<stage>:<reason>`` as (outcome, stage, reason)."""
-    if field == ACCEPTED:
-        return ACCEPTED, "", ""
+    if field in UNREJECTED:
+        return field, "", ""
     stage, _, reason = field.partition(":")
     return REJECTED, stage, reason
 
@@ -89,9 +82,9 @@ class PipelineStatsCollector(Collector):
         queue_depth, queue_wait, step_seconds, pairs_finished = self._families()
         for queue, depth in zip(self.queues, depths, strict=True):
             queue_depth.add_metric([queue], depth)
-        self._add_summaries(queue_wait, hashes[STATS_QUEUE_WAIT_SECONDS], hashes[STATS_QUEUE_WAITS])
-        self._add_summaries(step_seconds, hashes[STATS_STEP_SECONDS], hashes[STATS_STEP_RUNS])
-        for field, value in sorted(hashes[STATS_OUTCOMES].items()):
+        self._add_summaries(queue_wait, hashes[stats.QUEUE_WAIT_SECONDS], hashes[stats.QUEUE_WAITS])
+        self._add_summaries(step_seconds, hashes[stats.STEP_SECONDS], hashes[stats.STEP_RUNS])
+        for field, value in sorted(hashes[stats.OUTCOMES].items()):
             count = _number(value)
             if count is not None:
                 pairs_finished.add_metric(list(_outcome_labels(field)), count)
@@ -105,11 +98,11 @@ class PipelineStatsCollector(Collector):
         pipe = self.redis.pipeline(transaction=False)
         for queue in self.queues:
             pipe.llen(queue)
-        for key in STATS_HASHES:
+        for key in stats.HASHES:
             pipe.hgetall(key)
         answers = pipe.execute()
         depths = [int(depth) for depth in answers[: len(self.queues)]]
-        hashes = dict(zip(STATS_HASHES, answers[len(self.queues) :], strict=True))
+        hashes = dict(zip(stats.HASHES, answers[len(self.queues) :], strict=True))
         return depths, hashes
 
     def _add_summaries(self, family: SummaryMetricFamily, sums: Mapping[str, str], counts: Mapping[str, str]) -> None:

@@ -19,7 +19,7 @@ from gateway.deps import OwnerDep, StoreDep
 from gateway.jobs import JobId
 from gateway.jobs_serving import owned
 from httpkit.errors import ERROR_RESPONSES, ErrorResponse, ServiceError
-from workers.jobstore import JobStore
+from spotdiff.jobs.store import JobStore
 
 # The page's own files and what they are; anything else under static/ is never served.
 STATIC_MEDIA_TYPES = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}

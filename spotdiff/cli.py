@@ -1,4 +1,8 @@
-"""The ``spotdiff`` command: run, report, export, serve-service, serve, models."""
+"""The ``spotdiff`` command: run, report, export, serve-service, serve, models.
+
+The command line is the top of the house: it is the one module of the kernel that starts the other parts
+(services, the gateway, a worker), each lazily, inside the command that needs it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from spotdiff.exports import FORMATS
 from spotdiff.logs import configure_logging, log_context
-from spotdiff.settings import SERVICE_NAMES, Settings
+from spotdiff.settings import PROFILES, SERVICE_NAMES, Settings
+
+RUN_FOLDER = "a run folder: a `spotdiff run` output, or a job's folder in the store (manifest.json, records/)"
 
 
 def _offline_by_default() -> None:
@@ -35,13 +42,16 @@ def ensure_tiny_models(settings: Settings) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from services.registry import in_process
     from spotdiff.runner import GALLERY, REPORT, SAMPLES, run_embedded
 
     settings = _settings(args)
     if args.concurrency:
         settings.pipeline.concurrency = args.concurrency
     ensure_tiny_models(settings)
-    summary = asyncio.run(run_embedded(Path(args.pairs), Path(args.out), settings, progress=not args.quiet))
+    summary = asyncio.run(
+        run_embedded(Path(args.pairs), Path(args.out), settings, progress=not args.quiet, clients=in_process)
+    )
     for error in summary.input_errors:
         print(f"{args.pairs}:{error.line}: skipped: {error.message}", file=sys.stderr)
     print(
@@ -60,18 +70,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from spotdiff.exports import read_records
+    from spotdiff.jobs.folder import MANIFEST, RECORDS
     from spotdiff.report import render_report, store_image_bytes
-    from spotdiff.runner import REPORT, SAMPLES
+    from spotdiff.runner import REPORT
     from spotdiff.storage import ArtifactStore
 
     run_dir = Path(args.dir)
-    if not (run_dir / SAMPLES).is_file():
-        print(f"spotdiff report: {run_dir / SAMPLES} not found: DIR must be a run's output directory", file=sys.stderr)
+    if not (run_dir / MANIFEST).is_file():
+        print(
+            f"spotdiff report: {run_dir / MANIFEST} not found: DIR must be a run folder "
+            "(a `spotdiff run` output or a job's folder in the store)",
+            file=sys.stderr,
+        )
         return 2
     try:
         records = read_records(run_dir)
     except ValidationError as exc:
-        print(f"spotdiff report: {run_dir / SAMPLES} holds a line that is no sample record: {exc}", file=sys.stderr)
+        print(f"spotdiff report: {run_dir / RECORDS} holds a file that is no sample record: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else run_dir / REPORT
     title = args.title or f"spotdiff report · {run_dir.resolve().name}"
@@ -208,21 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run caption pairs end to end in this process")
     run.add_argument("pairs", help="JSONL file: one {id?, source, target, source_objects?, target_objects?, seed?}")
     run.add_argument("--out", required=True, help="output directory")
-    run.add_argument("--profile", choices=["tiny", "reference"], help="model profile (default: SPOTDIFF_PROFILE)")
+    run.add_argument("--profile", choices=PROFILES, help="model profile (default: SPOTDIFF_PROFILE)")
     run.add_argument("--concurrency", type=int, default=0, help="pairs in flight at once")
     run.add_argument("--strict", action="store_true", help="exit 2 when any input line was skipped")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
     report = commands.add_parser("report", help="write a run's dataset as one self-contained HTML report")
-    report.add_argument("dir", help="a run's output directory (samples.jsonl, images/)")
+    report.add_argument("dir", help=RUN_FOLDER)
     report.add_argument("--out", help="where to write (default DIR/report.html)")
     report.add_argument("--title", help="the page title (default: spotdiff report · DIR's name)")
     report.set_defaults(func=cmd_report)
 
     exporter = commands.add_parser("export", help="write a run's samples in a training format")
-    exporter.add_argument("dir", help="a run's output directory (samples.jsonl, images/)")
-    exporter.add_argument("--format", required=True, choices=["llava", "dj", "jsonl", "parquet"])
+    exporter.add_argument(
+        "dir", help="a run folder: a `spotdiff run` output or a job's folder (manifest.json, records/)"
+    )
+    exporter.add_argument("--format", required=True, choices=FORMATS)
     exporter.add_argument("--out", help="where to write (default DIR/exports/FORMAT)")
     exporter.set_defaults(func=cmd_export)
 
@@ -230,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("name", choices=SERVICE_NAMES)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--profile", choices=["tiny", "reference"])
+    serve.add_argument("--profile", choices=PROFILES)
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=cmd_serve_service)
 
@@ -245,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--port", type=int, default=8000, help="the gateway's port")
     stack.add_argument("--services-port", type=int, default=8101, help="the first of four service ports")
     stack.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    stack.add_argument("--profile", choices=["tiny", "reference"])
+    stack.add_argument("--profile", choices=PROFILES)
     stack.add_argument("--log-level", default="warning")
     stack.set_defaults(func=cmd_serve)
 

@@ -15,24 +15,33 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from PIL import Image
 
 from spotdiff.imgdiff.boxes import to_centre
 from spotdiff.imgdiff.prompts import TRAINING_QUESTION
+from spotdiff.jobs.folder import RunFolder
 from spotdiff.protocol import SampleRecord, SampleStatus
 from spotdiff.storage import ArtifactStore
 
 ExportFormat = Literal["llava", "dj", "jsonl", "parquet"]
-FORMATS: tuple[ExportFormat, ...] = ("llava", "dj", "jsonl", "parquet")
+FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)
 
 
 def read_records(run_dir: Path) -> list[SampleRecord]:
-    lines = (run_dir / "samples.jsonl").read_text(encoding="utf-8").splitlines()
-    return [SampleRecord.model_validate_json(line) for line in lines if line.strip()]
+    """The records of a run folder (a ``spotdiff run`` output or a job's folder), in the run's order."""
+    return list(RunFolder(ArtifactStore(str(run_dir))).iter_records())
+
+
+def write_jsonl(records: Iterable[SampleRecord], target: Path) -> Path:
+    with target.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(record.model_dump_json() + "\n")
+    return target
 
 
 def _accepted(records: Iterable[SampleRecord]) -> Iterator[SampleRecord]:
@@ -99,11 +108,7 @@ def export_dj(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Pa
 
 
 def export_jsonl(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
-    target = out_dir / "records.jsonl"
-    with target.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(record.model_dump_json() + "\n")
-    return target
+    return write_jsonl(records, out_dir / "records.jsonl")
 
 
 def export_parquet(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path) -> Path:
@@ -152,13 +157,30 @@ def export_parquet(records: Iterable[SampleRecord], store: ArtifactStore, out_di
     return target
 
 
-EXPORTERS = {"llava": export_llava, "dj": export_dj, "jsonl": export_jsonl, "parquet": export_parquet}
+Exporter = Callable[[Iterable[SampleRecord], ArtifactStore, Path], Path]
+
+
+@dataclass(frozen=True)
+class ExportKind:
+    """How one format is written, and how it travels: one file as it is, or a zip of the folder (images)."""
+
+    write: Exporter
+    media_type: str
+    zipped: bool
+
+
+EXPORTS: dict[ExportFormat, ExportKind] = {
+    "llava": ExportKind(export_llava, "application/zip", zipped=True),
+    "dj": ExportKind(export_dj, "application/zip", zipped=True),
+    "jsonl": ExportKind(export_jsonl, "application/jsonl", zipped=False),
+    "parquet": ExportKind(export_parquet, "application/vnd.apache.parquet", zipped=False),
+}
 
 
 def export(run_dir: Path, export_format: ExportFormat, out_dir: Path | None = None) -> Path:
     """Write one export of the run in ``run_dir`` (default: ``run_dir/exports/<format>``) and return its file."""
-    if export_format not in EXPORTERS:
+    if export_format not in EXPORTS:
         raise ValueError(f"unknown export format {export_format!r}; one of {', '.join(FORMATS)}")
     target = out_dir or run_dir / "exports" / export_format
     target.mkdir(parents=True, exist_ok=True)
-    return EXPORTERS[export_format](read_records(run_dir), ArtifactStore(str(run_dir)), target)
+    return EXPORTS[export_format].write(read_records(run_dir), ArtifactStore(str(run_dir)), target)

@@ -39,18 +39,11 @@ h2{margin-top:28px}
 """
 
 
-def funnel_key(record: SampleRecord) -> str:
-    """A pair's outcome: ``accepted`` or ``stage:reason``, the key the job store's funnel counts."""
-    if record.rejection is None:
-        return ACCEPTED
-    return f"{record.rejection.stage.value}:{record.rejection.reason}"
-
-
 def funnel(records: Sequence[SampleRecord]) -> list[tuple[str, int]]:
     """Pairs per outcome, in pipeline order: the rejections stage by stage (the larger reason first within a
     stage), then the accepted pairs, which passed every stage."""
-    counts = Counter(funnel_key(record) for record in records)
-    stage_of = {funnel_key(record): record.rejection.stage for record in records if record.rejection is not None}
+    counts = Counter(record.outcome for record in records)
+    stage_of = {record.outcome: record.rejection.stage for record in records if record.rejection is not None}
 
     def order(item: tuple[str, int]) -> tuple[int, int, str]:
         key, count = item
@@ -78,9 +71,7 @@ def stage_table(records: Sequence[SampleRecord]) -> list[StageRow]:
     stopped = Counter(record.rejection.stage for record in records if record.rejection is not None)
     rows = []
     reached = len(records)
-    # the target is no filter: its row only appears when a job with target_accepted had surplus pairs
-    stages = [stage for stage in _STAGES if stage is not Stage.TARGET or stopped[stage]]
-    for stage in stages:
+    for stage in _STAGES:
         rows.append(StageRow(stage, reached, stopped[stage]))
         reached -= stopped[stage]
     return rows

@@ -1,7 +1,9 @@
 """The embedded run: caption pairs from a JSONL file, every service in this process, a dataset on disk.
 
-Bad input lines are reported (line number and reason) and skipped; every good pair gets exactly one record in
-``samples.jsonl``, written as soon as it is known, so an interrupted run keeps what it finished.
+The output folder is a run folder (`spotdiff.jobs.folder`), the same layout as a job's folder in the store, so
+``spotdiff export`` and ``spotdiff report`` read either. Bad input lines are reported (line number and reason)
+and skipped; every good pair gets exactly one record in ``records/``, written as soon as it is known, so an
+interrupted run keeps what it finished. At the end the records are also written as one ``samples.jsonl``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
@@ -19,9 +22,12 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from spotdiff.clients import ServiceClients
+from spotdiff.exports import write_jsonl
 from spotdiff.gallery import render_gallery
+from spotdiff.jobs.folder import RECORDS, RunFolder
 from spotdiff.pipeline import PairFailed, PairPipeline
 from spotdiff.protocol import CaptionPair, SampleRecord, SampleStatus
+from spotdiff.protocol.jobs import LOCAL_OWNER, JobManifest, JobRequest, SubmittedPair
 from spotdiff.report import render_report, store_image_bytes
 from spotdiff.settings import Settings
 from spotdiff.storage import ArtifactStore
@@ -64,7 +70,7 @@ def parse_pairs(lines: Sequence[str]) -> tuple[list[CaptionPair], list[InputErro
             continue
         data.setdefault("id", f"line-{number}")
         try:
-            pair = CaptionPair.model_validate(data)
+            pair: CaptionPair = SubmittedPair.model_validate(data)  # the rules of a job's pairs
         except ValidationError as exc:
             errors.append(InputError(number, _validation_message(exc)))
             continue
@@ -85,7 +91,7 @@ async def run_pairs(
     pipeline: PairPipeline,
     *,
     concurrency: int,
-    on_record: Callable[[SampleRecord], None],
+    on_record: Callable[[SampleRecord], object],
     progress: bool = True,
 ) -> list[SampleRecord]:
     """Run pairs ``concurrency`` at a time (so the services can batch across pairs); records in finishing order."""
@@ -120,34 +126,51 @@ class RunSummary:
     seconds: float
 
 
-async def run_embedded(
-    pairs_path: Path, out_dir: Path, settings: Settings, *, progress: bool = True, clients: ServiceClients | None = None
-) -> RunSummary:
-    """Read, run every pair through the in-process services, write samples, images, the gallery and the report."""
-    from services.registry import in_process
-
-    started = time.perf_counter()
-    pairs, errors = read_pairs(pairs_path)
-    store = ArtifactStore(str(out_dir))
+def start_folder(store: ArtifactStore, pairs: Sequence[CaptionPair]) -> RunFolder:
+    """A fresh run folder: what an earlier run left in it is replaced, its images kept (content-addressed)."""
     for key in (SAMPLES, INPUT_ERRORS):
         if store.exists(key):
             store.fs.rm(store.path(key))
+    store.remove_tree(RECORDS)
+    folder = RunFolder(store)
+    request = JobRequest.model_construct(pairs=list(pairs))  # validated line by line already
+    manifest = JobManifest(id=uuid.uuid4().hex, owner=LOCAL_OWNER, request=request, fingerprint="", created=time.time())
+    folder.write_manifest(manifest)
+    return folder
+
+
+async def run_embedded(
+    pairs_path: Path,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    progress: bool = True,
+    clients: Callable[[Settings], AbstractAsyncContextManager[ServiceClients]] | ServiceClients,
+) -> RunSummary:
+    """Read, run every pair through the services, write the run folder, the gallery and the report.
+    ``clients``: the services' clients, or how to start them for these settings (in this process, say)."""
+    started = time.perf_counter()
+    pairs, errors = read_pairs(pairs_path)
+    store = ArtifactStore(str(out_dir))
+    folder = start_folder(store, pairs)
     for error in errors:
         store.append_line(INPUT_ERRORS, json.dumps({"line": error.line, "message": error.message}))
-
-    def write(record: SampleRecord) -> None:
-        store.append_line(SAMPLES, record.model_dump_json())
 
     records: list[SampleRecord] = []
     if pairs:
         services: AbstractAsyncContextManager[ServiceClients] = (
-            nullcontext(clients) if clients is not None else in_process(settings)
+            nullcontext(clients) if isinstance(clients, ServiceClients) else clients(settings)
         )
         async with services as active:
             pipeline = await PairPipeline.connect(active, store, settings)
             records = await run_pairs(
-                pairs, pipeline, concurrency=settings.pipeline.concurrency, on_record=write, progress=progress
+                pairs,
+                pipeline,
+                concurrency=settings.pipeline.concurrency,
+                on_record=folder.create_record,
+                progress=progress,
             )
+    write_jsonl(folder.iter_records(), out_dir / SAMPLES)
     store.put_text(GALLERY, render_gallery(records, title=f"spotdiff · {pairs_path.name}"))
     store.put_text(
         REPORT, render_report(records, store_image_bytes(store), title=f"spotdiff report · {pairs_path.name}")

@@ -7,14 +7,18 @@ so ``SPOTDIFF_PIPELINE__PAIR_COSINE_MAX=0.97`` still wins over the tiny profile'
 
 from __future__ import annotations
 
+import json
 import os
+from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Profile = Literal["tiny", "reference"]
+Profile = Literal["tiny", "reference"]  # each a data file in spotdiff/profiles/
+PROFILES: tuple[str, ...] = get_args(Profile)
+DEFAULT_PROFILE: Profile = "tiny"
 SERVICE_NAMES = ("generation", "similarity", "regions", "captioning")
 
 
@@ -156,12 +160,6 @@ class GatewaySettings(BaseModel):
     )
     max_pairs_per_job: int = Field(default=1000, ge=1, le=100_000)
     max_request_bytes: int = Field(default=8 * 2**20, ge=1024)
-    reconcile_interval_s: float = Field(
-        default=10.0,
-        gt=0,
-        description="how often the reconciler looks for stalled pairs (and, every tenth pass or after a Redis "
-        "loss, for jobs whose progress Redis lost)",
-    )
     max_concurrent_service_calls: int = Field(
         default=8, ge=1, description="single-service calls in flight per service from one gateway; more get 429"
     )
@@ -212,6 +210,12 @@ class WorkerSettings(BaseModel):
         description="past its deadline a step gets this long before Celery's soft time limit, twice this before "
         "the hard one (which kills the process)",
     )
+    reconcile_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often the reconciler (run by the workers, one at a time) looks for stalled pairs "
+        "(and, every tenth pass or after a Redis loss, for jobs whose progress Redis lost)",
+    )
     lease_s: float = Field(
         default=15.0,
         gt=0,
@@ -233,44 +237,20 @@ class WorkerSettings(BaseModel):
     result_expires_s: int = Field(default=3600, ge=60)
 
 
-def _tiny_profile(tiny_dir: Path) -> dict[str, Any]:
-    """What the tiny profile changes: its checkpoints, small sizes, thresholds random weights can pass."""
-    return {
-        "generation": {
-            "model": str(tiny_dir / "sdxl"),
-            "height": 128,
-            "width": 128,
-            "num_inference_steps": 8,
-            "max_batch_size": 4,
-            # a CPU serves the tiny models: requests stay near their size
-            "max_steps": 16,
-            "max_pixels": 256 * 256,
-        },
-        "similarity": {
-            "model": "local-dir:" + str(tiny_dir / "clip"),
-            "pretrained": None,
-            "blip_model": str(tiny_dir / "blip"),
-        },
-        "regions": {
-            "model": str(tiny_dir / "sam" / "sam_tiny.pth"),
-            "model_type": "spotdiff_tiny",
-            "points_per_side": 4,
-            "pred_iou_thresh": 0.0,
-            "stability_score_thresh": 0.0,
-        },
-        "captioning": {"model": str(tiny_dir / "llava_next"), "max_new_tokens_limit": 64},
-        # Random CLIP scores every image pair at 0.95-1.0 and every image-text pair near 0.
-        "pipeline": {
-            "pair_cosine_min": -1.0,
-            "pair_cosine_max": 1.01,
-            "text_match_min": -1.0,
-            "crop_cosine_max": 1.01,
-            "label_cosine_max": 1.01,
-            "label_match_min": -1.0,
-            "label_max_new_tokens": 12,
-            "caption_max_new_tokens": 24,
-        },
-    }
+def load_profile(name: str, tiny_dir: Path) -> dict[str, Any]:
+    """What profile ``name`` changes, from its data file (``spotdiff/profiles/<name>.json``): nested settings,
+    with ``{tiny_dir}`` in any text standing for where the tiny checkpoints are."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; one of {', '.join(PROFILES)}")
+    raw = json.loads(resources.files("spotdiff.profiles").joinpath(f"{name}.json").read_text(encoding="utf-8"))
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: fill(item) for key, item in value.items() if not key.startswith("_")}
+        return value.replace("{tiny_dir}", str(tiny_dir)) if isinstance(value, str) else value
+
+    profile: dict[str, Any] = fill(raw)
+    return profile
 
 
 def _merge_under(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -294,7 +274,7 @@ class Settings(BaseSettings):
         env_prefix="SPOTDIFF_", env_nested_delimiter="__", env_ignore_empty=True, extra="ignore"
     )
 
-    profile: Profile = "tiny"
+    profile: Profile = DEFAULT_PROFILE
     tiny_dir: Path = Field(default_factory=default_tiny_dir)
     storage_url: str = Field(default="out", description="artifact store root: a directory or s3://bucket/prefix")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker and job store")
@@ -312,10 +292,10 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _apply_profile(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("profile", "tiny") != "tiny":
-            return data
+        if not isinstance(data, dict) or data.get("profile", DEFAULT_PROFILE) not in PROFILES:
+            return data  # an unknown profile: the field's own validation says so
         tiny_dir = Path(data.get("tiny_dir") or default_tiny_dir())
-        return _merge_under(data, _tiny_profile(tiny_dir))
+        return _merge_under(data, load_profile(data.get("profile", DEFAULT_PROFILE), tiny_dir))
 
     def service(self, name: str) -> ServiceSettings:
         """The settings block of one model service by name."""

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from workers.celery_app import STEP_QUEUES, WORKER_QUEUES
+from spotdiff.jobs.queues import STEP_QUEUES, WORKER_QUEUES
 
 ROOT = Path(__file__).parent.parent
 SERVICES = ("generation", "similarity", "regions", "captioning")

@@ -23,13 +23,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.app import create_app
 from httpkit.metrics import GpuMemoryCollector
 from spotdiff.clients import ServiceClients
+from spotdiff.jobs.queues import WORKER_QUEUES
+from spotdiff.jobs.store import JobStore
 from spotdiff.protocol import Stage
 from spotdiff.protocol.captioning import CaptionRequest
 from spotdiff.protocol.generation import PairRequest
 from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 from spotdiff.settings import Settings
-from workers.celery_app import WORKER_QUEUES
-from workers.jobstore import JobStore
 
 ROOT = Path(__file__).parent.parent
 MONITORING = ROOT / "k8s" / "monitoring"
@@ -117,9 +117,9 @@ async def test_gateway_exports_the_pipeline_stats_from_redis(redis_db10: redis.R
 
 async def test_what_the_workers_count_is_what_the_gateway_exports(redis_db10: redis.Redis, tmp_path: Path) -> None:
     store = JobStore.from_url(REDIS_URL, str(tmp_path))
-    store.step_ran(Stage.GENERATE, 2.5)
-    store.step_ran(Stage.GENERATE, 1.5)
-    store.queue_waited(Stage.PROPOSALS, 0.75)
+    store.stats.step_ran(Stage.GENERATE, 2.5)
+    store.stats.step_ran(Stage.GENERATE, 1.5)
+    store.stats.queue_waited(Stage.PROPOSALS, 0.75)
     found = families((await scrape_gateway(REDIS_URL, tmp_path)).text)
     step = values(found["spotdiff_step_seconds"])
     assert step[("spotdiff_step_seconds_sum", (("step", "generate"),))] == 4.0

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import redis
 
+from spotdiff.jobs.queues import create_celery, send_step
+from spotdiff.jobs.store import JobStore
 from spotdiff.protocol import Stage
 from spotdiff.protocol.jobs import JobManifest, JobRequest
 from spotdiff.settings import Settings
-from workers.celery_app import create_celery, send_step
-from workers.jobstore import JobStore
 from workers.reconciler import Pass, restore_abandoned, restore_lost_jobs, restore_unacknowledged, sweep_job
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
@@ -55,7 +55,7 @@ def test_a_due_round_is_planned_once(tmp_path: Path) -> None:
         celery = RecordingCelery()
         sweep(store, celery)
         assert celery.sent == [("spotdiff.send_round", ("job", 1, 0), "spotdiff.rounds")]  # round 1, from its start
-        assert len(store.round_of("job", 1)) == 5  # 2 to go at a yield of 0.5, +20 %
+        assert len(store.folder("job").round_of(1)) == 5  # 2 to go at a yield of 0.5, +20 %
         status = store.status("job")
         assert status is not None and status.total == 9 and status.rounds == 2
         sweep(store, celery)
@@ -110,7 +110,7 @@ def test_a_lapsed_lease_sends_its_step_again_then_gives_the_pair_up(tmp_path: Pa
 DEAD_CONSUMER = """
 import os, sys
 from spotdiff.settings import Settings
-from workers.celery_app import create_celery
+from spotdiff.jobs.queues import create_celery
 app = create_celery(Settings(redis_url=sys.argv[1]))
 with app.connection_for_read() as connection:
     assert connection.default_channel.basic_get("spotdiff.generate", no_ack=False) is not None

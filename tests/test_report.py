@@ -11,16 +11,17 @@ import pytest
 from PIL import Image
 
 from spotdiff.cli import main
+from spotdiff.exports import read_records
 from spotdiff.gallery import TINY_NOTE, render_gallery
-from spotdiff.protocol import Box, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
+from spotdiff.protocol import Box, CaptionPair, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
 from spotdiff.report import (
     data_uri,
     funnel,
-    funnel_key,
     render_report,
     stage_table,
     store_image_bytes,
 )
+from spotdiff.runner import start_folder
 from spotdiff.storage import ArtifactStore
 
 DATA_PNG = "data:image/png;base64,"
@@ -122,7 +123,7 @@ def rejected(pair_id: str, stage: Stage, reason: str, numbers: dict, images: tup
 
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
-    """A run's directory by hand: two images in the store, seven records, samples.jsonl."""
+    """A run folder by hand: two images in the store, seven records."""
     store = ArtifactStore(str(tmp_path / "run"))
     pair = (store.put_image(png("red")), store.put_image(png("blue")))
     records = [
@@ -134,14 +135,14 @@ def run_dir(tmp_path: Path) -> Path:
         rejected("words", Stage.OBJECTS, "no_changed_objects", {}, None),
         rejected("labels", Stage.REGION_LABELS, "labels_filtered", {"reasons": ["labels_alike"]}, pair),
     ]
+    folder = start_folder(store, [CaptionPair(id=r.pair_id, source=r.source, target=r.target) for r in records])
     for record in records:
-        store.append_line("samples.jsonl", record.model_dump_json())
+        folder.create_record(record)
     return tmp_path / "run"
 
 
 def records_of(run_dir: Path) -> list[SampleRecord]:
-    lines = (run_dir / "samples.jsonl").read_text().splitlines()
-    return [SampleRecord.model_validate_json(line) for line in lines]
+    return read_records(run_dir)
 
 
 def test_funnel_counts_each_outcome_in_pipeline_order(run_dir: Path) -> None:
@@ -153,13 +154,13 @@ def test_funnel_counts_each_outcome_in_pipeline_order(run_dir: Path) -> None:
         ("region_labels:labels_filtered", 1),
         ("accepted", 2),
     ]
-    assert [funnel_key(record) for record in records[:3]] == ["accepted", "accepted", "pair_filter:pair_too_similar"]
+    assert [record.outcome for record in records[:3]] == ["accepted", "accepted", "pair_filter:pair_too_similar"]
     assert funnel([]) == []
 
 
 def test_stage_table_counts_who_reached_and_who_was_stopped(run_dir: Path) -> None:
     rows = stage_table(records_of(run_dir))
-    assert [row.stage for row in rows] == [stage for stage in Stage if stage is not Stage.TARGET]  # no surplus here
+    assert [row.stage for row in rows] == list(Stage)
     assert [(row.reached, row.rejected, row.passed) for row in rows] == [
         (7, 1, 6),  # objects
         (6, 0, 6),  # generate
@@ -251,7 +252,7 @@ def test_cli_writes_the_report(run_dir: Path, tmp_path: Path, capsys: pytest.Cap
     assert "<title>mine</title>" in elsewhere.read_text(encoding="utf-8")
 
 
-def test_cli_refuses_a_directory_without_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_a_directory_that_is_no_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path)]) == 2
-    assert "samples.jsonl not found" in capsys.readouterr().err
+    assert "manifest.json not found" in capsys.readouterr().err
     assert not (tmp_path / "report.html").exists()

@@ -1,68 +1,21 @@
-"""The Celery app, configured so that a killed worker loses nothing and no long step runs twice.
-
-- one queue per pipeline step (`step_queue`), so the backlog of each stage, and so of each service, is a list
-  an autoscaler can read; a worker consumes every queue unless ``-Q`` names some;
-- ``task_acks_late`` + ``task_reject_on_worker_lost``: a task is acknowledged after it finished (its state is
-  in the store), and a worker that dies mid-task puts it back on its queue;
-- ``worker_prefetch_multiplier = 1``: a worker holds one task at a time, so the queue length the autoscaler
-  sees is the real backlog;
-- every step has a deadline and Celery time limits above it (`spotdiff.jobs.deadlines`); the broker's
-  ``visibility_timeout`` is just above the longest of them, so Redis never redelivers a task that is still
-  running, and a task held by a worker that died comes back within it (every worker, and the reconciler,
-  look for such tasks every few seconds);
-- results are ignored (the pair's state in the store is the result) and expire anyway.
-"""
+"""The workers' Celery app: the queues' configuration (`spotdiff.jobs.queues`), the step and round tasks
+(`workers.tasks`), spotdiff's logging, and the reconciler, which each worker's main process runs every
+``worker.reconcile_interval_s`` (one worker at a time, `workers.reconciler`)."""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from celery import Celery
-from celery.signals import setup_logging
-from kombu.entity import Queue
+from celery.signals import setup_logging, worker_ready, worker_shutdown
 
-from spotdiff.jobs.deadlines import step_limits, visibility_timeout_s
+from spotdiff.jobs.queues import create_celery
 from spotdiff.logs import configure_logging
-from spotdiff.pipeline import STEPS
-from spotdiff.protocol import Stage
 from spotdiff.settings import Settings
+from workers.reconciler import Reconciler
 
-STEP_TASK = "spotdiff.step"
-ROUND_TASK = "spotdiff.send_round"
-ROUND_CHUNK = 500  # pairs one round task sends before it hands the rest to the next
-
-
-def step_queue(step: Stage) -> str:
-    """The queue a step's tasks wait on: ``spotdiff.generate``, ``spotdiff.pair_filter`` ..."""
-    return f"spotdiff.{step.value}"
-
-
-STEP_QUEUES: tuple[str, ...] = tuple(step_queue(step) for step in STEPS)
-#: Round tasks send a round's pairs to the first step, ROUND_CHUNK at a time, on a queue of their own: a job of
-#: any size is accepted at once, and its sending never waits behind the step backlogs it creates.
-ROUNDS_QUEUE = "spotdiff.rounds"
-WORKER_QUEUES: tuple[str, ...] = (*STEP_QUEUES, ROUNDS_QUEUE)
-
-
-def create_celery(settings: Settings | None = None) -> Celery:
-    settings = settings or Settings()
-    app = Celery("spotdiff", broker=settings.redis_url, include=["workers.tasks"])
-    visibility = visibility_timeout_s(settings)
-    app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        result_expires=settings.worker.result_expires_s,
-        broker_transport_options=broker_transport_options(visibility),
-        broker_connection_retry_on_startup=True,
-        task_queues=[Queue(name) for name in WORKER_QUEUES],  # type: ignore[no-untyped-call]
-        task_default_queue=STEP_QUEUES[0],
-        worker_hijack_root_logger=False,
-    )
-    return app
+app = create_celery(include=["workers.tasks"])
+_reconciler: Reconciler | None = None
 
 
 def _configure_worker_logging(loglevel: int | str | None = None, **_: Any) -> None:
@@ -72,40 +25,17 @@ def _configure_worker_logging(loglevel: int | str | None = None, **_: Any) -> No
     configure_logging(str(level), json_format=Settings().log_json)
 
 
+def _start_reconciler(**_: Any) -> None:
+    global _reconciler
+    _reconciler = Reconciler(Settings(), app)
+    _reconciler.start()
+
+
+def _stop_reconciler(**_: Any) -> None:
+    if _reconciler is not None:
+        _reconciler.stop()
+
+
 setup_logging.connect(_configure_worker_logging)  # with a receiver, Celery leaves logging to it
-
-
-def broker_transport_options(visibility: float) -> dict[str, Any]:
-    """Redis redelivers a task nobody acknowledged within ``visibility`` seconds; consumers look for such
-    tasks every few seconds (a tenth of it, at most 10 s) rather than kombu's default 100 s."""
-    return {
-        "visibility_timeout": visibility,
-        "unacked_restore_interval": max(1, min(10, int(visibility / 10))),
-        "unacked_restore_throttle": 1,
-    }
-
-
-def send_step(
-    celery: Celery, settings: Settings, job_id: str, pair_json: str, step: Stage, *, give_up: bool = False
-) -> None:
-    """Enqueue one step of one pair on that step's queue, with the step's time limits (and stamped, so its
-    wait in the queue can be measured). ``give_up``: the step outlived its lease too often; the task only
-    writes the pair's ``deadline_exceeded`` record."""
-    limits = step_limits(settings, step)
-    celery.send_task(
-        STEP_TASK,
-        args=(job_id, pair_json, step.value, time.time()),
-        kwargs={"give_up": True} if give_up else {},
-        queue=step_queue(step),
-        soft_time_limit=limits.soft_limit_s,
-        time_limit=limits.hard_limit_s,
-    )
-
-
-def send_round(celery: Celery, job_id: str, number: int, start: int = 0) -> None:
-    """Have round ``number`` of a job sent to its first step, from pair ``start`` on: one message here, the
-    round task sends the pairs (`workers.tasks.run_send_round`)."""
-    celery.send_task(ROUND_TASK, args=(job_id, number, start), queue=ROUNDS_QUEUE)
-
-
-app = create_celery()
+worker_ready.connect(_start_reconciler, weak=False)  # in the main process, once it consumes
+worker_shutdown.connect(_stop_reconciler, weak=False)

@@ -1,4 +1,5 @@
-"""The reconciler: what makes a job finish whatever died on the way. One pass does three things.
+"""The reconciler: what makes a job finish whatever died on the way. Every worker's main process runs it every
+``worker.reconcile_interval_s`` (`Reconciler`), one worker at a time (a Redis lock). One pass does three things.
 
 1. **Jobs whose progress Redis lost** (it restarted empty, or was flushed): for each job the artifact store knows
    and Redis does not, the counters are rebuilt from the records and each pair without a record is sent again
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,14 +30,16 @@ from dataclasses import dataclass, field
 from celery import Celery
 
 from spotdiff.jobs.deadlines import max_retry_delay_s
+from spotdiff.jobs.queues import STEP_TASK, send_next_round, send_round, send_step
+from spotdiff.jobs.recovery import rebuild
+from spotdiff.jobs.store import JobStore
 from spotdiff.protocol import CaptionPair
 from spotdiff.protocol.jobs import JobState
 from spotdiff.settings import Settings
-from workers.celery_app import STEP_TASK, send_round, send_step
-from workers.jobstore import JobStore
 
 log = logging.getLogger("spotdiff.reconciler")
 ALIVE = "spotdiff:alive"  # set after a full scan; its absence means Redis lost its data since
+LOCK = "spotdiff:reconciler"  # held for one interval by the worker whose pass it is
 FULL_SCAN_EVERY = 10
 
 
@@ -71,9 +75,10 @@ def restore_lost_jobs(store: JobStore, celery: Celery, settings: Settings, done:
             continue
         if store.being_created(job_id) or store.manifest(job_id) is None:
             continue  # its creator is still at work (or gave up before writing anything)
-        missing = store.reconcile(job_id)
+        missing = rebuild(store, job_id)
+        folder = store.folder(job_id)
         for pair in missing:
-            send_step(celery, settings, job_id, pair.model_dump_json(), store.resume_step(job_id, pair.id))
+            send_step(celery, settings, job_id, pair.model_dump_json(), folder.resume_step(pair.id))
         for number in range(store.latest_round(job_id) + 1):
             store.sent(job_id, number)
         done.restored[job_id] = len(missing)
@@ -109,8 +114,7 @@ def sweep_job(store: JobStore, celery: Celery, settings: Settings, job_id: str, 
         done.resent[job_id] += 1
     # a job with a target whose last round finished while nobody planned the next (a worker died between the
     # two): plan it now; planning is idempotent, so a round is never added twice
-    if store.plan_next_round(job_id):
-        send_round(celery, job_id, store.latest_round(job_id))
+    send_next_round(store, celery, job_id)
 
 
 def _pairs_by_id(store: JobStore, job_id: str) -> dict[str, CaptionPair]:
@@ -160,3 +164,40 @@ def restore_unacknowledged(celery: Celery) -> int:
         qos.restore_visible(num=1000, interval=1)
         after = connection.default_channel.client.zcard(qos.unacked_index_key)
     return max(0, int(before) - int(after))
+
+
+class Reconciler:
+    """Runs a pass every ``worker.reconcile_interval_s`` on a thread of the worker's main process: whichever
+    worker takes the Redis lock for the interval runs it, so a fleet of workers makes one pass per interval,
+    and the passes go on while any worker lives. Every ``FULL_SCAN_EVERY``-th pass (and the first) also scans
+    the store for jobs Redis lost."""
+
+    def __init__(self, settings: Settings, celery: Celery, store: JobStore | None = None) -> None:
+        self.settings = settings
+        self.celery = celery
+        self.store = store or JobStore.from_url(settings.redis_url, settings.storage_url)
+        self.passes = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reconciler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run_once(self) -> Pass | None:
+        """One pass if this worker holds the lock for the interval; None when another worker's turn it is."""
+        interval = self.settings.worker.reconcile_interval_s
+        if not self.store.redis.set(LOCK, "1", nx=True, px=max(1, int(interval * 1000))):
+            return None
+        done = reconcile(self.store, self.celery, self.settings, full=self.passes % FULL_SCAN_EVERY == 0)
+        self.passes += 1
+        return done
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.settings.worker.reconcile_interval_s):
+            try:
+                self.run_once()
+            except Exception:  # Redis away: try again next interval; the loop must outlive any one failure
+                log.exception("a reconciler pass failed")

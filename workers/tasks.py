@@ -31,14 +31,22 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.jobs.deadlines import max_retry_delay_s, step_limits
 from spotdiff.jobs.progress import RANK, PairProgress
+from spotdiff.jobs.queues import (
+    ROUND_CHUNK,
+    ROUND_TASK,
+    STEP_TASK,
+    send_next_round,
+    send_round,
+    send_step,
+)
+from spotdiff.jobs.store import JobStore
 from spotdiff.logs import log_context
-from spotdiff.pipeline import STEPS, PairFailed, PairPipeline, PairRun, next_step
+from spotdiff.pipeline import FIRST_STEP, PairFailed, PairPipeline, PairRun, next_step, pair_record, previous_step
+from spotdiff.pipeline.record import service_models
 from spotdiff.protocol import CaptionPair, ModelRef, Rejection, SampleRecord, Stage
 from spotdiff.protocol.jobs import JobManifest
 from spotdiff.settings import PipelineSettings, Settings
-from spotdiff.storage import ArtifactStore
-from workers.celery_app import ROUND_CHUNK, ROUND_TASK, STEP_TASK, app, send_round, send_step
-from workers.jobstore import JobStore
+from workers.celery_app import app
 
 log = logging.getLogger("spotdiff.worker")
 # Redis or the store out of reach is not the pair's fault: the task is tried again later
@@ -115,11 +123,11 @@ class WorkerProcess:
         pipeline = PipelineSettings.model_validate({**self.settings.pipeline.model_dump(), **overrides})
         return self.settings.model_copy(update={"pipeline": pipeline})
 
-    async def models(self, store: ArtifactStore, config: Settings) -> dict[str, ModelRef]:
+    async def models(self) -> dict[str, ModelRef]:
         """The services' model ids, asked for at most once a minute; a failed refresh keeps the last answer."""
         if not self._models or time.monotonic() - self._models_at > MODELS_TTL_S:
             try:
-                self._models = (await PairPipeline.connect(self.clients, store, config)).models
+                self._models = await service_models(self.clients)
                 self._models_at = time.monotonic()
             except ServiceCallError:
                 if not self._models:
@@ -128,16 +136,15 @@ class WorkerProcess:
         return self._models
 
     async def step(self, job_id: str, run: PairRun, step: Stage, config: Settings) -> SampleRecord | None:
-        store = self.store.artifacts(job_id)
         try:
-            models = await self.models(store, config)
+            models = await self.models()
         except ServiceCallError as exc:  # a service is down: like any transient failure of the step
             failure = Rejection(stage=step, reason="service_unavailable", message=str(exc))
-            raise PairFailed(self.failure_record(job_id, run, failure, config), exc) from exc
-        return await PairPipeline(self.clients, store, config, models).step(run, step)
+            raise PairFailed(self.failure_record(run, failure, config), exc) from exc
+        return await PairPipeline(self.clients, self.store.artifacts(job_id), config, models).step(run, step)
 
-    def failure_record(self, job_id: str, run: PairRun, failure: Rejection, config: Settings) -> SampleRecord:
-        return PairPipeline(self.clients, self.store.artifacts(job_id), config, self._models).record(run, failure)
+    def failure_record(self, run: PairRun, failure: Rejection, config: Settings) -> SampleRecord:
+        return pair_record(run, failure, config, self._models)
 
     def within(self, work: Coroutine[Any, Any, T], seconds: float) -> T:
         """Run ``work`` on this process's loop for at most ``seconds``. If Celery's soft time limit interrupts
@@ -156,12 +163,8 @@ class WorkerProcess:
     def finish(self, job_id: str, record: SampleRecord) -> str:
         """Keep the pair's record; if it was the last of a round short of its job's target, send the next."""
         self.store.finish_pair(job_id, record)
-        self.send_next_round(job_id)
+        send_next_round(self.store, app, job_id)
         return record.status.value
-
-    def send_next_round(self, job_id: str) -> None:
-        if self.store.plan_next_round(job_id):
-            send_round(app, job_id, self.store.latest_round(job_id))
 
 
 _process: WorkerProcess | None = None
@@ -208,12 +211,13 @@ def run_send_round(self: Any, job_id: str, number: int, start: int) -> str:
         store = worker.store
         if not store.exists(job_id) or store.is_stopped(job_id):
             return "stopped"
-        pairs = store.round_of(job_id, number)
+        folder = store.folder(job_id)
+        pairs = folder.round_of(number)
         chunk = pairs[start : start + ROUND_CHUNK]
-        finished = store.finished_ids(job_id)  # a round sent again skips what already ran
+        finished = folder.finished_ids()  # a round sent again skips what already ran
         for pair in chunk:
             if pair.id not in finished:
-                send_step(app, worker.settings, job_id, pair.model_dump_json(), STEPS[0])
+                send_step(app, worker.settings, job_id, pair.model_dump_json(), FIRST_STEP)
         if start + ROUND_CHUNK < len(pairs):
             store.sending(job_id, number)
             send_round(app, job_id, number, start + ROUND_CHUNK)
@@ -232,14 +236,15 @@ def _run_step(
 ) -> str:
     worker = worker_process()
     store = worker.store
+    folder = store.folder(job_id)
     job_key = store.key(job_id)
     leased = False
     run = PairRun(pair=pair)
     config = worker.settings
     try:
-        if store.has_record(job_id, pair.id):  # redelivered after the record was written
-            store.count(job_id, store.record(job_id, pair.id))
-            worker.send_next_round(job_id)
+        if folder.has_record(pair.id):  # redelivered after the record was written
+            store.count(job_id, folder.record(pair.id))
+            send_next_round(store, app, job_id)
             return "already done"
         manifest = store.manifest(job_id)  # kept in memory by the store: it never changes
         if manifest is None or store.is_stopped(job_id):
@@ -247,18 +252,18 @@ def _run_step(
         config = worker.job_settings(manifest)
         limits = step_limits(config, step)
         if give_up:
-            run = store.last_state(job_id, pair)
+            run = folder.last_state(pair)
             failure = Rejection(
                 stage=step,
                 reason="deadline_exceeded",
                 message=f"the step outlived its lease {config.worker.max_lease_expiries} times",
                 numbers={"deadline_s": limits.deadline_s},
             )
-            return worker.finish(job_id, worker.failure_record(job_id, run, failure, config))
+            return worker.finish(job_id, worker.failure_record(run, failure, config))
         if enqueued_at is not None:
-            store.queue_waited(step, max(0.0, time.time() - enqueued_at))
+            store.stats.queue_waited(step, max(0.0, time.time() - enqueued_at))
         following = next_step(step)
-        if following is not None and store.has_step(job_id, pair.id, step):
+        if following is not None and folder.has_step(pair.id, step):
             # redelivered after its state was written: pass it on, unless the pair is already past it
             rank = store.progress.rank(job_key, pair.id)
             if rank is not None and rank >= RANK[following]:
@@ -266,12 +271,12 @@ def _run_step(
             send_step(app, config, job_id, pair_json, following)
             store.enter(job_id, {pair.id: following})
             return "passed on"
-        previous = STEPS[STEPS.index(step) - 1] if step is not STEPS[0] else None
+        previous = previous_step(step)
         if previous is not None:
             try:
-                run = store.load_step(job_id, pair.id, previous)
+                run = folder.load_step(pair.id, previous)
             except FileNotFoundError:  # its input is gone (a store restored from a backup)
-                resume = store.resume_step(job_id, pair.id)
+                resume = folder.resume_step(pair.id)
                 send_step(app, config, job_id, pair_json, resume)
                 store.enter(job_id, {pair.id: resume}, force=True)
                 return f"resumed at {resume.value}"
@@ -283,12 +288,12 @@ def _run_step(
         leased = True
         started = time.perf_counter()
         record = worker.within(worker.step(job_id, run, step, config), limits.deadline_s)
-        store.step_ran(step, time.perf_counter() - started)
+        store.stats.step_ran(step, time.perf_counter() - started)
         if record is not None:
             worker.heartbeat.drop()  # counting the record ends the lease
             return worker.finish(job_id, record)
         assert following is not None
-        store.save_step(job_id, run, step)
+        folder.save_step(run, step)
         worker.release(job_key, pair.id)
         leased = False
         send_step(app, config, job_id, pair_json, following)
@@ -306,7 +311,7 @@ def _run_step(
         if isinstance(failed, PairFailed):
             return _end(task, worker, job_id, failed.record, config)
         failure = Rejection(stage=step, reason="deadline_exceeded", message=str(failed), numbers={"retries": retries})
-        return _end(task, worker, job_id, worker.failure_record(job_id, run, failure, config), config)
+        return _end(task, worker, job_id, worker.failure_record(run, failure, config), config)
     except TRANSIENT as exc:  # Redis or the store: not the pair's fault
         _release(worker, job_key, pair.id, leased)
         raise _transient_retry(task, step, exc, config) from exc
@@ -314,7 +319,7 @@ def _run_step(
         log.exception("step %s failed", step.value)
         _release(worker, job_key, pair.id, leased)
         failure = Rejection(stage=step, reason="internal_error", message=f"{type(exc).__name__}: {exc}")
-        return _end(task, worker, job_id, worker.failure_record(job_id, run, failure, config), config)
+        return _end(task, worker, job_id, worker.failure_record(run, failure, config), config)
 
 
 def _transient_retry(task: Any, step: Stage, exc: BaseException, config: Settings) -> Retry:

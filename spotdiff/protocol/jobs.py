@@ -14,6 +14,7 @@ from spotdiff.protocol.ids import JobId, SubmittedPairId
 from spotdiff.protocol.records import CaptionPair
 from spotdiff.settings import DEPLOYMENT_ONLY, PipelineSettings
 
+LOCAL_OWNER = "local"  # who owns a job when the gateway has no API keys, and every embedded run
 MAX_PAIRS_PER_JOB = 100_000  # above any gateway's own limit (GatewaySettings.max_pairs_per_job)
 MAX_BUDGET_SECONDS = 30 * 86400.0
 
@@ -154,8 +155,10 @@ class JobStatus(BaseModel):
     total: int
     done: int
     accepted: int
-    rejected: int
-    funnel: dict[str, int] = Field(description="finished pairs: rejections by stage:reason, and accepted")
+    rejected: int = Field(description="finished pairs that are no sample: rejected, failed, or a surplus")
+    funnel: dict[str, int] = Field(
+        description="finished pairs by outcome: accepted, surplus, and rejections by stage:reason"
+    )
     stages: dict[str, int] = Field(
         default_factory=dict, description="unfinished pairs by the step they wait for or run (generate ...)"
     )

@@ -39,7 +39,6 @@ class Stage(StrEnum):
     DIFFERENCE_AREAS = "difference_areas"
     REGION_LABELS = "region_labels"
     DIFFERENCE_CAPTION = "difference_caption"
-    TARGET = "target"  # not a pipeline stage: an accepted pair past its job's target_accepted (a surplus)
 
 
 class CaptionPair(BaseModel):
@@ -114,6 +113,7 @@ class Region(BaseModel):
 class SampleStatus(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    SURPLUS = "surplus"  # passed every stage after its job already had its target_accepted: kept, not a sample
 
 
 class SampleRecord(BaseModel):
@@ -138,8 +138,15 @@ class SampleRecord(BaseModel):
 
     @model_validator(mode="after")
     def _status_consistent(self) -> SampleRecord:
-        if self.status is SampleStatus.ACCEPTED and (self.rejection is not None or not self.regions):
-            raise ValueError("an accepted sample has regions and no rejection")
+        if self.status is not SampleStatus.REJECTED and (self.rejection is not None or not self.regions):
+            raise ValueError("an accepted (or surplus) sample has regions and no rejection")
         if self.status is SampleStatus.REJECTED and self.rejection is None:
             raise ValueError("a rejected sample names its rejection")
         return self
+
+    @property
+    def outcome(self) -> str:
+        """``accepted``, ``surplus`` or ``<stage>:<reason>``: what funnels, reports and metrics count by."""
+        if self.rejection is None:
+            return self.status.value
+        return f"{self.rejection.stage.value}:{self.rejection.reason}"

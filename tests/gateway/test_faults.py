@@ -22,9 +22,9 @@ from PIL import Image
 from gateway.app import create_app
 from gateway.deps import hash_key
 from services.launch import free_port, start_services, stop, wait_ready
+from spotdiff.jobs.queues import STEP_QUEUES, create_celery
+from spotdiff.jobs.store import JobStore
 from spotdiff.settings import Settings
-from workers.celery_app import STEP_QUEUES, create_celery
-from workers.jobstore import JobStore
 from workers.reconciler import reconcile
 
 from .conftest import KEYS, REDIS_URL

@@ -13,11 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+import redis
 
 from gateway.app import create_app
 from gateway.deps import hash_key
+from spotdiff.cli import main
+from spotdiff.exports import export
+from spotdiff.jobs.queues import WORKER_QUEUES
+from spotdiff.jobs.store import JobStore
 from spotdiff.settings import Settings
-from workers.jobstore import JobStore
 
 from .conftest import KEYS, REDIS_URL
 
@@ -129,12 +133,26 @@ async def test_bad_jobs_are_422(gateway: httpx.AsyncClient, body: dict, code: st
     assert response.status_code == 422 and response.json()["error"]["code"] == code
 
 
+async def drained(client: redis.Redis, timeout: float = 120) -> None:
+    """Wait until the worker has taken and finished every task on every queue (none waiting, none unacked)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pipe = client.pipeline()
+        for queue in WORKER_QUEUES:
+            pipe.llen(queue)
+        pipe.hlen("unacked")
+        if not any(pipe.execute()):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the queues did not drain")
+
+
 async def test_cancel_stops_a_job(gateway: httpx.AsyncClient) -> None:
     pairs = [{**pair, "id": f"c{index}"} for index, pair in enumerate(example_pairs() * 3)]
     job_id = (await gateway.post("/v1/jobs", json={"pairs": pairs}, headers=auth("alice"))).json()["id"]
     cancelled = await gateway.delete(f"/v1/jobs/{job_id}", headers=auth("alice"))
     assert cancelled.status_code == 202 and cancelled.json()["state"] == "cancelled"
-    await asyncio.sleep(3)
+    await drained(redis.Redis.from_url(REDIS_URL))  # every task the job had sent was taken, and stopped
     status = (await gateway.get(f"/v1/jobs/{job_id}", headers=auth("alice"))).json()
     assert status["state"] == "cancelled" and status["done"] < len(pairs)
 
@@ -148,6 +166,20 @@ async def test_redis_losing_a_job_is_recovered_from_the_store(gateway: httpx.Asy
     after = (await gateway.get(f"/v1/jobs/{job_id}", headers=auth("alice"))).json()
     assert (after["done"], after["accepted"], after["state"]) == (before["done"], before["accepted"], "done")
     assert after["funnel"] == before["funnel"]
+
+
+async def test_a_jobs_folder_is_a_run_folder_the_command_line_reads(
+    gateway: httpx.AsyncClient, stack: dict, tmp_path: Path
+) -> None:
+    job_id = (await gateway.post("/v1/jobs", json={"pairs": example_pairs()[:3]}, headers=auth("alice"))).json()["id"]
+    await wait_done(gateway, job_id)
+    served = await all_samples(gateway, job_id)
+    folder = Path(stack["storage"]) / "jobs" / job_id
+    written = export(folder, "jsonl", tmp_path / "jsonl")
+    assert [json.loads(line) for line in written.read_text().splitlines()] == served
+    assert main(["report", str(folder), "--out", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert all(sample["pair_id"] in page for sample in served)
 
 
 async def all_samples(client: httpx.AsyncClient, job_id: str) -> list[dict]:
@@ -178,8 +210,8 @@ async def test_a_job_with_a_target_ends_with_exactly_that_many_samples(gateway: 
     assert any("--v" in sample["pair_id"] for sample in accepted)  # variations of the given pairs
     seeds = [sample["provenance"]["seed"] for sample in accepted]
     assert len(set(seeds)) == len(seeds)  # every variation has its own seed
-    surplus = [s for s in samples if s["rejection"] and s["rejection"]["reason"] == "target_reached"]
-    assert all(s["rejection"]["stage"] == "target" for s in surplus)
+    surplus = [s for s in samples if s["status"] == "surplus"]
+    assert all(s["rejection"] is None and s["regions"] for s in surplus)  # samples past the target, kept
     export = await gateway.get(f"/v1/jobs/{job_id}/export", params={"format": "llava"}, headers=auth("alice"))
     with zipfile.ZipFile(io.BytesIO(export.content)) as archive:
         records = json.loads(archive.read("llava.json"))

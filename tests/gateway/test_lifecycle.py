@@ -1,7 +1,7 @@
 """The job lifecycle under hostile input and real faults, as an operator and a hostile client would try it.
 
 Everything here is a real process: a Redis server of the test's own (so that it can be killed and restarted
-empty), a gateway (uvicorn, its reconciler running), a Celery worker, and the session's four model services.
+empty), a gateway (uvicorn), a Celery worker (its reconciler running), and the session's four model services.
 Deadlines are short (service budgets of 10 s), so that the bounds can be measured. Each test asserts on the
 job's data afterwards: one record per pair, no duplicates, every image a record names present, no step state
 left, and nothing outside the job's folder touched.
@@ -33,12 +33,13 @@ from hypothesis import strategies as st
 from gateway.deps import hash_key
 from services.launch import free_port, stop, worker_command
 from spotdiff.jobs.deadlines import step_limits, visibility_timeout_s
+from spotdiff.jobs.queues import ROUNDS_QUEUE, WORKER_QUEUES
+from spotdiff.jobs.store import JobStore
 from spotdiff.pipeline import STEPS
 from spotdiff.protocol import SampleRecord
 from spotdiff.protocol.ids import is_valid_id
 from spotdiff.settings import Settings
-from workers.celery_app import ROUNDS_QUEUE, WORKER_QUEUES
-from workers.jobstore import JobStore
+from workers.reconciler import ALIVE
 
 from .conftest import KEYS, gateway_process
 
@@ -54,7 +55,7 @@ SHORT = {
     "SPOTDIFF_WORKER__STEP_GRACE_S": "2",
     "SPOTDIFF_WORKER__LEASE_S": "4",
     "SPOTDIFF_WORKER__RETRY_BACKOFF_S": "0.5",
-    "SPOTDIFF_GATEWAY__RECONCILE_INTERVAL_S": "1",
+    "SPOTDIFF_WORKER__RECONCILE_INTERVAL_S": "1",
 }
 
 
@@ -255,14 +256,18 @@ def test_cancel_is_durable_across_a_redis_restart_and_a_finished_job_cannot_be_c
         assert (life.storage / "jobs/to-cancel/cancelled.json").is_file()
         life.redis.kill()
         life.redis.start()
-        time.sleep(4)  # several reconciler passes, each a full scan: Redis lost everything
+        queued = redis.Redis.from_url(life.redis.url)
+        life.start_worker()  # its reconciler finds Redis empty: a full scan of the store
+        deadline = time.monotonic() + 60
+        while not queued.exists(ALIVE) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queued.exists(ALIVE), "no reconciler pass within 60 s"
         status = http.get("/v1/jobs/to-cancel").json()
         assert status["state"] == "cancelled" and status["stages"] == {}
-        queued = redis.Redis.from_url(life.redis.url)
-        assert sum(queued.llen(queue) for queue in WORKER_QUEUES) == 0  # nothing enqueued again
+        assert queued.hget("spotdiff:job:to-cancel", "state") == b"cancelled"  # rebuilt as cancelled
     finally:
-        life.start_worker()
-    time.sleep(2)
+        if life.worker is None:
+            life.start_worker()
     assert not (life.storage / "jobs/to-cancel/records").exists()  # and nothing ran
     small = {"pairs": pairs(1, "f")}
     assert http.put("/v1/jobs/finished", json=small).status_code == 201

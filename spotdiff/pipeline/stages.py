@@ -1,31 +1,22 @@
-"""The pipeline of one caption pair, stage by stage (DESIGN.md), over the four service clients.
+"""The stages of one caption pair (DESIGN.md), over the four service clients.
 
 Services compute scores; `spotdiff.imgdiff` decides; this module only composes the two and records what
 happened. The embedded run and the distributed workers run this same code: the embedded run takes a pair
 through every step in one process (`PairPipeline.run`), a worker takes it through one step per task
-(`PairPipeline.step`) and keeps the pair's `PairRun` in the artifact store between steps. A `PairRun` is
-plain JSON; its images travel as content keys of the store and are decoded again where a step needs them.
+(`PairPipeline.step`) and keeps the pair's `PairRun` in the artifact store between steps. The order of the
+steps is `spotdiff.pipeline.graph`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import io
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from PIL import Image
-from pydantic import BaseModel, Field, PrivateAttr
-
-import spotdiff
 from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.imgdiff.areas import (
-    Candidate,
     area_decision,
     candidates,
     pair_window,
@@ -39,9 +30,12 @@ from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.prior import prior_boxes
 from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
 from spotdiff.imgdiff.render import png_bytes, red_boxed, side_by_side
-from spotdiff.protocol import CaptionPair, ModelRef, Provenance, Region, Rejection, SampleRecord, SampleStatus, Stage
+from spotdiff.pipeline.graph import FIRST_STEP, next_step
+from spotdiff.pipeline.record import pair_record, service_models
+from spotdiff.pipeline.state import Area, PairRun, Pictures
+from spotdiff.protocol import CaptionPair, ModelRef, Region, Rejection, SampleRecord, Stage
 from spotdiff.protocol.captioning import CaptionRequest
-from spotdiff.protocol.generation import GenerationParams, PairRequest
+from spotdiff.protocol.generation import PairRequest
 from spotdiff.protocol.regions import Prompt, PromptedRequest
 from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 from spotdiff.settings import Settings
@@ -74,93 +68,6 @@ def _reject(stage: Stage, reason: str, message: str, numbers: dict[str, Any] | N
     return Rejected(Rejection(stage=stage, reason=reason, message=message, numbers=numbers or {}))
 
 
-@dataclass
-class Area:
-    """A difference area kept by stage 4, on its way through the labelling stages."""
-
-    candidate: Candidate
-    crop_cosine: float
-    text_match: float
-    source_text_scores: dict[str, float] = field(default_factory=dict)
-    target_text_scores: dict[str, float] = field(default_factory=dict)
-    label_source: str | None = None
-    label_target: str | None = None
-    label_cosine: float | None = None
-
-
-@dataclass
-class Pictures:
-    """A pair's two images, decoded (for the weight-free stages and rendering) and as base64 PNG (for services)."""
-
-    images: tuple[Image.Image, Image.Image]
-    encoded: tuple[str, str]
-
-    @classmethod
-    def from_png(cls, source: bytes, target: bytes) -> Pictures:
-        decoded = (Image.open(io.BytesIO(source)).convert("RGB"), Image.open(io.BytesIO(target)).convert("RGB"))
-        return cls(decoded, (base64.b64encode(source).decode("ascii"), base64.b64encode(target).decode("ascii")))
-
-
-class PairRun(BaseModel):
-    """What is known about one pair so far: JSON between the steps of a distributed run, and turned into a
-    `SampleRecord` at the end, whatever happened."""
-
-    pair: CaptionPair
-    stage: Stage = Stage.OBJECTS
-    source_objects: list[str] = Field(default_factory=list)
-    target_objects: list[str] = Field(default_factory=list)
-    seed: int | None = None
-    params: GenerationParams | None = None
-    image_keys: tuple[str, str] | None = None
-    size: tuple[int, int] | None = None
-    pair_cosine: float | None = None
-    proposals: int | None = None
-    candidates: list[Candidate] = Field(default_factory=list)
-    areas: list[Area] = Field(default_factory=list)
-    regions: list[Region] = Field(default_factory=list)
-    timings: dict[str, float] = Field(default_factory=dict)
-    _pictures: Pictures | None = PrivateAttr(default=None)
-
-    @contextmanager
-    def timed(self, stage: Stage) -> Iterator[None]:
-        self.stage = stage
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[f"{stage.value}_s"] = round(time.perf_counter() - started, 4)
-
-
-#: The steps of a pair, in order; a distributed run gives each its own task and queue. The first step also
-#: finds the changed objects: that stage is pure and takes microseconds, not worth a queue of its own.
-STEPS: tuple[Stage, ...] = (
-    Stage.GENERATE,
-    Stage.PAIR_FILTER,
-    Stage.PROPOSALS,
-    Stage.DIFFERENCE_AREAS,
-    Stage.REGION_LABELS,
-    Stage.DIFFERENCE_CAPTION,
-)
-
-
-#: The services each step calls, one after the other (a step's calls to one service run concurrently): what
-#: its deadline is made of (`spotdiff.jobs.deadlines`).
-STEP_SERVICES: dict[Stage, tuple[str, ...]] = {
-    Stage.GENERATE: ("generation",),
-    Stage.PAIR_FILTER: ("similarity",),
-    Stage.PROPOSALS: ("regions",),
-    Stage.DIFFERENCE_AREAS: ("similarity",),
-    Stage.REGION_LABELS: ("captioning", "similarity"),
-    Stage.DIFFERENCE_CAPTION: ("captioning",),
-}
-
-
-def next_step(step: Stage) -> Stage | None:
-    """The step after ``step``, or None after the last."""
-    index = STEPS.index(step)
-    return STEPS[index + 1] if index + 1 < len(STEPS) else None
-
-
 class PairPipeline:
     """Runs caption pairs through every stage and returns one `SampleRecord` per pair."""
 
@@ -176,9 +83,7 @@ class PairPipeline:
     @classmethod
     async def connect(cls, clients: ServiceClients, store: ArtifactStore, settings: Settings) -> PairPipeline:
         """A pipeline whose records name the models the services report (`/v1/info`)."""
-        infos = await asyncio.gather(*(client.info() for client in clients.all()))
-        models = {info.service: ModelRef(id=info.model_id, revision=info.revision) for info in infos}
-        return cls(clients, store, settings, models)
+        return cls(clients, store, settings, await service_models(clients))
 
     async def pictures(self, run: PairRun) -> Pictures:
         """The pair's images: those the generate step decoded, or (in a later task) read back from the store."""
@@ -204,17 +109,19 @@ class PairPipeline:
     async def run(self, pair: CaptionPair) -> SampleRecord:
         """Every step in order; a rejection stops the pair with its reason. Transient failures raise `PairFailed`."""
         run = PairRun(pair=pair)
-        for step in STEPS:
+        step: Stage | None = FIRST_STEP
+        while step is not None:
             record = await self.step(run, step)
             if record is not None:
                 return record
+            step = next_step(step)
         raise AssertionError("the last step always ends the pair")
 
     async def step(self, run: PairRun, step: Stage) -> SampleRecord | None:
         """One step of ``run``; the pair's record when the pair ends here (rejected, refused by a service, or
         through the last step), None when it goes on to `next_step`. Transient failures raise `PairFailed`."""
         try:
-            if step is Stage.GENERATE:
+            if step is FIRST_STEP:
                 with run.timed(Stage.OBJECTS):
                     self.find_objects(run)
             with run.timed(step):
@@ -485,36 +392,5 @@ class PairPipeline:
                 )
             )
 
-    def provenance(self, run: PairRun) -> Provenance:
-        settings: dict[str, Any] = {"pipeline": self.config.model_dump()}
-        if run.params is not None:
-            settings["generation"] = run.params.model_dump()
-        return Provenance(
-            seed=run.seed,
-            models=self.models,
-            settings=settings,
-            profile=self.settings.profile,
-            spotdiff_version=spotdiff.__version__,
-        )
-
     def record(self, run: PairRun, rejection: Rejection | None) -> SampleRecord:
-        pair = run.pair
-        width, height = run.size if run.size is not None else (None, None)
-        return SampleRecord(
-            pair_id=pair.id,
-            status=SampleStatus.REJECTED if rejection else SampleStatus.ACCEPTED,
-            source=pair.source,
-            target=pair.target,
-            source_objects=run.source_objects,
-            target_objects=run.target_objects,
-            image_source=run.image_keys[0] if run.image_keys else None,
-            image_target=run.image_keys[1] if run.image_keys else None,
-            width=width,
-            height=height,
-            pair_cosine=run.pair_cosine,
-            proposals=run.proposals,
-            regions=[] if rejection else run.regions,
-            rejection=rejection,
-            provenance=self.provenance(run),
-            timings=run.timings,
-        )
+        return pair_record(run, rejection, self.settings, self.models)

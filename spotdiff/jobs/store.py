@@ -1,12 +1,11 @@
 """Job state: progress in Redis, truth in the artifact store.
 
-Each job keeps its manifest and one record per finished pair in the artifact store
-(``jobs/<id>/manifest.json``, ``jobs/<id>/records/<pair>.json``), a ``cancelled.json`` once it is cancelled,
-and, while a pair is under way, its state after each step (``jobs/<id>/steps/<pair>/<step>.json``). A step's
+Each job is a run folder in the artifact store (``jobs/<id>/``, laid out as `spotdiff.jobs.folder` says): its
+manifest, one record per finished pair, and while a pair is under way its state after each step. A step's
 state, or the record, is written before its task is acknowledged, so a redelivered task finds it and moves on.
 Redis holds the counters, the funnel, where each unfinished pair is (`spotdiff.jobs.progress`), which rounds of
-pairs were planned and sent, and an event stream per job; if Redis loses them, ``reconcile`` rebuilds them from
-the store and names the pairs still to run.
+pairs were planned and sent, and an event stream per job (`spotdiff.jobs.events`); if Redis loses them,
+`spotdiff.jobs.recovery` rebuilds them from the store.
 
 A job is created once: the first caller takes a Redis claim on its id and writes the manifest with an
 exclusive create; every other caller finds the claim or the manifest and is told what exists.
@@ -14,7 +13,6 @@ exclusive create; every other caller finds the claim or the manifest and is told
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,34 +21,25 @@ from enum import StrEnum
 from typing import Any
 
 import redis
-from pydantic import TypeAdapter
 
 from spotdiff.imgdiff.rounds import next_round, round_pairs
 from spotdiff.jobs.admission import Admissions
+from spotdiff.jobs.events import EventLog
+from spotdiff.jobs.folder import RunFolder
 from spotdiff.jobs.progress import PairProgress
-from spotdiff.pipeline import STEPS, PairRun, next_step
-from spotdiff.protocol import CaptionPair, Rejection, SampleRecord, SampleStatus, Stage
+from spotdiff.jobs.stats import PipelineStats
+from spotdiff.pipeline.graph import FIRST_STEP
+from spotdiff.protocol import CaptionPair, SampleRecord, SampleStatus, Stage
 from spotdiff.protocol.ids import check_id, is_valid_id
 from spotdiff.protocol.jobs import JobManifest, JobState, JobStatus
-from spotdiff.report import funnel_key
 from spotdiff.storage import ArtifactStore
 
 PREFIX = "spotdiff:job:"
-EVENTS_MAXLEN = 10_000
-MANIFEST = "manifest.json"
-CANCELLED = "cancelled.json"
 CLAIM_TTL_S = 60  # a creator that died before writing its job's progress gives the id back after this
 SEND_GRACE_S = 60.0  # a round planned this long ago and still not sent is sent by the reconciler
 MANIFESTS_KEPT = 32
 REDIS_CONNECT_TIMEOUT_S = 5  # an unreachable Redis is an error in seconds, not a hang
 FINAL = tuple(state.value for state in JobState if state.final)  # as Redis holds them
-# Totals over every job, for the metrics (gateway/metrics.py reads them)
-STATS_OUTCOMES = "spotdiff:stats:outcomes"
-STATS_STEP_SECONDS = "spotdiff:stats:step_seconds"
-STATS_STEP_RUNS = "spotdiff:stats:step_runs"
-STATS_QUEUE_WAIT_SECONDS = "spotdiff:stats:queue_wait_seconds"
-STATS_QUEUE_WAITS = "spotdiff:stats:queue_waits"
-_PAIR_LIST = TypeAdapter(list[CaptionPair])
 # An accepted pair's place among the job's accepted pairs: the same place when asked again, atomically.
 _CLAIM_SLOT = """
 local slot = redis.call('HGET', KEYS[1], ARGV[1])
@@ -67,15 +56,9 @@ def service_seconds(record: SampleRecord) -> float:
     return float(sum(record.timings.values()))
 
 
-def surplus(record: SampleRecord, target: int) -> SampleRecord:
+def surplus(record: SampleRecord) -> SampleRecord:
     """An accepted pair past the job's target: on record, not a sample."""
-    rejection = Rejection(
-        stage=Stage.TARGET,
-        reason="target_reached",
-        message=f"accepted after the job already had its {target} samples",
-        numbers={"target_accepted": target},
-    )
-    return record.model_copy(update={"status": SampleStatus.REJECTED, "rejection": rejection})
+    return record.model_copy(update={"status": SampleStatus.SURPLUS})
 
 
 @dataclass(frozen=True)
@@ -107,6 +90,8 @@ class JobStore:
         self.storage = ArtifactStore(storage_url)
         self.progress = PairProgress(client)
         self.admissions = Admissions(client)
+        self.stats = PipelineStats(client)
+        self.event_log = EventLog(client)
         self._claim_slot = self.redis.register_script(_CLAIM_SLOT)
         self._manifests: OrderedDict[str, JobManifest] = OrderedDict()
 
@@ -122,113 +107,41 @@ class JobStore:
         """A job's folder; the id is checked again here, so no caller can reach outside ``jobs/``."""
         return self.storage.child(f"jobs/{check_id(job_id, 'job id')}")
 
+    def folder(self, job_id: str) -> RunFolder:
+        return RunFolder(self.artifacts(job_id))
+
     def manifest(self, job_id: str) -> JobManifest | None:
         """A job's manifest (kept in memory once read: it never changes after the job is created)."""
         if job_id in self._manifests:
             self._manifests.move_to_end(job_id)
             return self._manifests[job_id]
-        store = self.artifacts(job_id)
-        if not store.exists(MANIFEST):
+        manifest = self.folder(job_id).read_manifest()
+        if manifest is None:
             return None
-        manifest = JobManifest.model_validate_json(store.get_bytes(MANIFEST))
         self._manifests[job_id] = manifest
         if len(self._manifests) > MANIFESTS_KEPT:
             self._manifests.popitem(last=False)
         return manifest
 
     def exists(self, job_id: str) -> bool:
-        return self.artifacts(job_id).exists(MANIFEST)
+        return self.folder(job_id).has_manifest()
 
-    def has_record(self, job_id: str, pair_id: str) -> bool:
-        return self.artifacts(job_id).exists(f"records/{pair_id}.json")
-
-    def record(self, job_id: str, pair_id: str) -> SampleRecord:
-        return SampleRecord.model_validate_json(self.artifacts(job_id).get_bytes(f"records/{pair_id}.json"))
-
-    def step_key(self, pair_id: str, step: Stage) -> str:
-        return f"steps/{pair_id}/{step.value}.json"
-
-    def has_step(self, job_id: str, pair_id: str, step: Stage) -> bool:
-        return self.artifacts(job_id).exists(self.step_key(pair_id, step))
-
-    def save_step(self, job_id: str, run: PairRun, step: Stage) -> None:
-        """The pair's state after ``step``: what the next step's task starts from."""
-        self.artifacts(job_id).put_text(self.step_key(run.pair.id, step), run.model_dump_json())
-
-    def load_step(self, job_id: str, pair_id: str, step: Stage) -> PairRun:
-        return PairRun.model_validate_json(self.artifacts(job_id).get_bytes(self.step_key(pair_id, step)))
-
-    def last_state(self, job_id: str, pair: CaptionPair) -> PairRun:
-        """What is known of an unfinished pair: its state after the last step in the store, or nothing yet."""
-        for step in reversed(STEPS):
-            if self.has_step(job_id, pair.id, step):
-                return self.load_step(job_id, pair.id, step)
-        return PairRun(pair=pair)
-
-    def resume_step(self, job_id: str, pair_id: str) -> Stage:
-        """Where an unfinished pair goes on: after the last step whose state is in the store."""
-        for step in reversed(STEPS):
-            if self.has_step(job_id, pair_id, step):
-                return next_step(step) or step
-        return STEPS[0]
-
-    def round_key(self, number: int) -> str:
-        return f"rounds/{number}.json"
-
-    def rounds(self, job_id: str) -> list[list[CaptionPair]]:
-        """The pairs of each round planned so far (jobs with a target; the others have none)."""
-        store = self.artifacts(job_id)
-        found: list[list[CaptionPair]] = []
-        while store.exists(self.round_key(len(found))):
-            found.append(_PAIR_LIST.validate_json(store.get_bytes(self.round_key(len(found)))))
-        return found
-
-    def round_of(self, job_id: str, number: int) -> list[CaptionPair]:
-        """The pairs of round ``number`` (a job without a target has one round, its submitted pairs). Only the
-        pairs are read, not the whole manifest: a worker that cannot read some other part of it (a setting from
-        a newer gateway, say) still sends each pair on, and each pair then ends with a record that says why."""
-        store = self.artifacts(job_id)
-        request = json.loads(store.get_bytes(MANIFEST))["request"]
-        if request.get("target_accepted") is None:
-            return _PAIR_LIST.validate_python(request["pairs"]) if number == 0 else []
-        if not store.exists(self.round_key(number)):
-            return []
-        return _PAIR_LIST.validate_json(store.get_bytes(self.round_key(number)))
-
-    def planned_pairs(self, job_id: str, manifest: JobManifest | None = None) -> list[CaptionPair]:
-        """Every pair the job runs: the submitted ones, or for a job with a target, its rounds so far."""
-        manifest = manifest or self.manifest(job_id)
-        if manifest is None:
-            return []
-        if manifest.request.target_accepted is None:
-            return list(manifest.request.pairs)
-        return [pair for round_ in self.rounds(job_id) for pair in round_]
-
-    def finished_ids(self, job_id: str) -> set[str]:
-        """The pairs with a record, from one listing of the records folder."""
-        names = self.artifacts(job_id).names("records")
-        return {name.removesuffix(".json") for name in names if name.endswith(".json")}
+    def planned_pairs(self, job_id: str) -> list[CaptionPair]:
+        """Every pair the job runs so far (`RunFolder.planned_pairs`)."""
+        manifest = self.manifest(job_id)
+        return [] if manifest is None else self.folder(job_id).planned_pairs(manifest)
 
     def records(self, job_id: str) -> list[SampleRecord]:
         return self.records_page(job_id, 0, None)[0]
 
     def iter_records(self, job_id: str) -> Iterator[SampleRecord]:
         """The finished pairs' records in the job's order, read one at a time (an export of any size)."""
-        finished = self.finished_ids(job_id)
-        for pair in self.planned_pairs(job_id):
-            if pair.id in finished:
-                yield self.record(job_id, pair.id)
+        folder = self.folder(job_id)
+        for pair_id in folder.ordered_ids(self.manifest(job_id)):
+            yield folder.record(pair_id)
 
     def records_page(self, job_id: str, offset: int, limit: int | None) -> tuple[list[SampleRecord], int]:
-        """The finished pairs' records in the job's order, ``limit`` from ``offset`` (only those are read), and
-        how many there are in all."""
-        finished = self.finished_ids(job_id)
-        ordered = [pair.id for pair in self.planned_pairs(job_id) if pair.id in finished]
-        page = ordered[offset:] if limit is None else ordered[offset : offset + limit]
-        return [self.record(job_id, pair_id) for pair_id in page], len(ordered)
-
-    def is_cancelled_in_store(self, job_id: str) -> bool:
-        return self.artifacts(job_id).exists(CANCELLED)
+        return self.folder(job_id).records_page(self.manifest(job_id), offset, limit)
 
     # Redis: progress
     def key(self, job_id: str, part: str = "") -> str:
@@ -258,9 +171,9 @@ class JobStore:
     def create(self, manifest: JobManifest) -> list[CaptionPair] | None:
         """Write the manifest if no job has this id (exclusively), then, for a job with a target, its first
         round, then the progress; returns the pairs of round 0, or None when the job already existed. The
-        caller has them sent (`workers.celery_app.send_round`)."""
-        store = self.artifacts(manifest.id)
-        if not store.create_bytes(MANIFEST, manifest.model_dump_json(exclude_none=True).encode()):
+        caller has them sent (`spotdiff.jobs.queues.send_round`)."""
+        folder = self.folder(manifest.id)
+        if not folder.create_manifest(manifest):
             return None
         request = manifest.request
         pairs: list[CaptionPair] = list(request.pairs)
@@ -275,10 +188,10 @@ class JobStore:
                 budget_seconds=request.budget_seconds,
             )
             pairs = round_pairs(manifest.id, request.pairs, 0, first.numbers["size"])
-            store.put_text(self.round_key(0), _PAIR_LIST.dump_json(pairs).decode())
-        self._reset(manifest, total=len(pairs), rounds=1, done=0, accepted=0, state=JobState.QUEUED)
+            folder.write_round(0, pairs)
+        self.reset(manifest, total=len(pairs), rounds=1, done=0, accepted=0, state=JobState.QUEUED)
         self.redis.hset(self.key(manifest.id, "planned"), 0, time.time())
-        self.progress.move(self.key(manifest.id), (pair.id for pair in pairs), STEPS[0])
+        self.progress.move(self.key(manifest.id), (pair.id for pair in pairs), FIRST_STEP)
         self.event(manifest.id, {"type": "created", "total": len(pairs)})
         return pairs
 
@@ -303,7 +216,7 @@ class JobStore:
             if number not in sent and now - max(float(at), float(sending.get(number, 0))) > grace_s
         )
 
-    def _reset(
+    def reset(
         self, manifest: JobManifest, *, total: int, rounds: int, done: int, accepted: int, state: JobState
     ) -> None:
         now = time.time()
@@ -332,17 +245,16 @@ class JobStore:
         In a job with a target, an accepted pair takes the next accepted slot (atomically, and the same slot
         again if its task is redelivered); past the target it is kept as a surplus rejection, so that the job
         ends with exactly its target of accepted samples however many pairs were in flight."""
-        store = self.artifacts(job_id)
-        key = f"records/{record.pair_id}.json"
-        if not store.exists(key):
+        folder = self.folder(job_id)
+        if not folder.has_record(record.pair_id):
             target = self.redis.hget(self.key(job_id), "target")
             if target is not None and record.status is SampleStatus.ACCEPTED:
                 slot = int(self._claim_slot(keys=[self.key(job_id, "slots")], args=[record.pair_id]))
                 if slot > int(target):
-                    record = surplus(record, int(target))
-            store.create_bytes(key, record.model_dump_json().encode())  # a racing duplicate keeps the first
-        counted = self.count(job_id, self.record(job_id, record.pair_id))
-        store.remove_tree(f"steps/{record.pair_id}")  # the record holds all of it now
+                    record = surplus(record)
+            folder.create_record(record)  # a racing duplicate keeps the first
+        counted = self.count(job_id, folder.record(record.pair_id))
+        folder.clear_steps(record.pair_id)
         return counted
 
     def count(self, job_id: str, record: SampleRecord) -> bool:
@@ -354,15 +266,15 @@ class JobStore:
         pipe.hincrby(self.key(job_id), "done", 1)
         pipe.hincrby(self.key(job_id), "accepted" if accepted else "rejected", 1)
         pipe.hincrbyfloat(self.key(job_id), "spent_seconds", service_seconds(record))
-        pipe.hincrby(self.key(job_id, "funnel"), funnel_key(record), 1)
-        pipe.hincrby(STATS_OUTCOMES, funnel_key(record), 1)
+        pipe.hincrby(self.key(job_id, "funnel"), record.outcome, 1)
+        self.stats.count_outcome(pipe, record)
         pipe.hset(self.key(job_id), "updated", time.time())
         pipe.hmget(self.key(job_id), ["state", "total", "target", "accepted"])
         results = pipe.execute()
         done, (state, total, target, accepted_so_far) = results[0], results[-1]
         self.event(
             job_id,
-            {"type": "pair", "pair_id": record.pair_id, "status": record.status.value, "reason": funnel_key(record)},
+            {"type": "pair", "pair_id": record.pair_id, "status": record.status.value, "reason": record.outcome},
         )
         if state == JobState.QUEUED.value:
             self.redis.hset(self.key(job_id), "state", JobState.RUNNING.value)
@@ -373,20 +285,6 @@ class JobStore:
         elif target is None and int(done) >= int(total or 0):
             self.stop(job_id, None)
         return True
-
-    def step_ran(self, step: Stage, seconds: float) -> None:
-        """A step's run time, into the totals the metrics read."""
-        pipe = self.redis.pipeline()
-        pipe.hincrbyfloat(STATS_STEP_SECONDS, step.value, seconds)
-        pipe.hincrby(STATS_STEP_RUNS, step.value, 1)
-        pipe.execute()
-
-    def queue_waited(self, step: Stage, seconds: float) -> None:
-        """How long a step's task waited in its queue, into the totals the metrics read."""
-        pipe = self.redis.pipeline()
-        pipe.hincrbyfloat(STATS_QUEUE_WAIT_SECONDS, step.value, seconds)
-        pipe.hincrby(STATS_QUEUE_WAITS, step.value, 1)
-        pipe.execute()
 
     def _end(self, job_id: str) -> bool:
         """Claim the job's end: True for the one caller (finishing or cancelling) that ends it."""
@@ -420,12 +318,12 @@ class JobStore:
             return CancelOutcome.ALREADY
         if status.state is JobState.DONE:
             return CancelOutcome.FINISHED
-        store = self.artifacts(job_id)
-        store.put_text(CANCELLED, json.dumps({"cancelled": time.time()}))
+        folder = self.folder(job_id)
+        folder.mark_cancelled()
         if not self._end(job_id):  # it ended in between: by finishing, or another cancel
             if self.redis.hget(self.key(job_id), "state") == JobState.CANCELLED.value:
                 return CancelOutcome.ALREADY
-            store.remove_tree(CANCELLED)
+            folder.unmark_cancelled()
             return CancelOutcome.FINISHED
         self.redis.hset(self.key(job_id), mapping={"state": JobState.CANCELLED.value, "updated": time.time()})
         self._ended(job_id)
@@ -437,7 +335,7 @@ class JobStore:
         progress lost from Redis, the store says whether it was cancelled."""
         state = self.redis.hget(self.key(job_id), "state")
         if state is None:
-            return self.is_cancelled_in_store(job_id)
+            return self.folder(job_id).is_cancelled()
         return state in FINAL
 
     def lost(self, job_id: str) -> bool:
@@ -476,12 +374,12 @@ class JobStore:
         if manifest is None:
             return None
         records = self.records(job_id)
-        funnel = Counter(funnel_key(record) for record in records)
-        total = len(self.planned_pairs(job_id, manifest))
-        finished = self._finished(manifest, records, total)
+        funnel = Counter(record.outcome for record in records)
+        total = len(self.planned_pairs(job_id))
+        finished = self.finished(manifest, records, total)
         state = (
             JobState.CANCELLED
-            if self.is_cancelled_in_store(job_id)
+            if self.folder(job_id).is_cancelled()
             else JobState.DONE
             if finished
             else JobState.RUNNING
@@ -500,7 +398,7 @@ class JobStore:
         )
 
     @staticmethod
-    def _finished(manifest: JobManifest, records: Sequence[SampleRecord], total: int) -> bool:
+    def finished(manifest: JobManifest, records: Sequence[SampleRecord], total: int) -> bool:
         target = manifest.request.target_accepted
         if target is None:
             return len(records) >= total
@@ -550,12 +448,12 @@ class JobStore:
         if not self.redis.hsetnx(self.key(job_id, "planned"), str(number), time.time()):
             return []  # another task planned this round
         pairs = round_pairs(job_id, manifest.request.pairs, total, decision.numbers["size"])
-        self.artifacts(job_id).put_text(self.round_key(number), _PAIR_LIST.dump_json(pairs).decode())
+        self.folder(job_id).write_round(number, pairs)
         pipe = self.redis.pipeline()
         pipe.hincrby(self.key(job_id), "total", len(pairs))
         pipe.hset(self.key(job_id), mapping={"rounds": number + 1, "updated": time.time()})
         pipe.execute()
-        self.progress.move(self.key(job_id), (pair.id for pair in pairs), STEPS[0])
+        self.progress.move(self.key(job_id), (pair.id for pair in pairs), FIRST_STEP)
         self.event(job_id, {"type": "round", "round": number + 1, "size": len(pairs), **decision.numbers})
         return pairs
 
@@ -563,58 +461,10 @@ class JobStore:
         return int(self.redis.hget(self.key(job_id), "rounds") or 1) - 1
 
     def event(self, job_id: str, fields: dict[str, Any]) -> None:
-        values = {key: str(value) for key, value in fields.items()}
-        self.redis.xadd(self.key(job_id, "events"), values, maxlen=EVENTS_MAXLEN, approximate=True)
+        self.event_log.add(self.key(job_id, "events"), fields)
 
     def events(self, job_id: str, after: str = "0", block_ms: int = 1000) -> list[tuple[str, dict[str, str]]]:
-        answer = self.redis.xread({self.key(job_id, "events"): after}, block=block_ms, count=100)
-        return [(event_id, fields) for _, entries in answer for event_id, fields in entries]
-
-    def reconcile(self, job_id: str) -> list[CaptionPair]:
-        """Rebuild progress from the store after Redis lost it; return the pairs that still have to run (each
-        already entered at the step it resumes from). The caller sends them, then calls `sent` for each round."""
-        manifest = self.manifest(job_id)
-        if manifest is None:
-            return []
-        cancelled = self.is_cancelled_in_store(job_id)
-        planned = self.planned_pairs(job_id, manifest)
-        records = self.records(job_id)
-        funnel = Counter(funnel_key(record) for record in records)
-        accepted = [record.pair_id for record in records if record.status is SampleStatus.ACCEPTED]
-        self.progress.clear(self.key(job_id))
-        pipe = self.redis.pipeline()
-        parts = ("counted", "funnel", "slots", "planned", "sending", "sent")
-        pipe.delete(*(self.key(job_id, part) for part in parts))
-        pipe.hdel(self.key(job_id), "ended", "stopped")
-        if records:
-            pipe.sadd(self.key(job_id, "counted"), *(record.pair_id for record in records))
-            pipe.hset(self.key(job_id, "funnel"), mapping=dict(funnel))
-        if accepted:
-            pipe.hset(self.key(job_id, "slots"), mapping={pair: slot for slot, pair in enumerate(accepted, 1)})
-        pipe.execute()
-        target = manifest.request.target_accepted
-        rounds = max(1, len(self.rounds(job_id)))
-        finished = self._finished(manifest, records, len(planned))
-        state = JobState.CANCELLED if cancelled else JobState.DONE if finished else JobState.RUNNING
-        self._reset(manifest, total=len(planned), rounds=rounds, done=len(records), accepted=len(accepted), state=state)
-        spent = sum(service_seconds(record) for record in records)
-        self.redis.hset(
-            self.key(job_id),
-            mapping={
-                "spent_seconds": spent,
-                **({"stopped": "target_reached"} if target is not None and finished else {}),
-            },
-        )
-        self.redis.hset(self.key(job_id, "planned"), mapping={number: 0 for number in range(rounds)})
-        if state is not JobState.RUNNING:
-            self.redis.hset(self.key(job_id), "ended", time.time())
-            self.admissions.release(manifest.owner, job_id)
-            return []
-        self.admissions.track(manifest.owner, job_id)
-        done = {record.pair_id for record in records}
-        missing = [pair for pair in planned if pair.id not in done]
-        self.enter(job_id, {pair.id: self.resume_step(job_id, pair.id) for pair in missing}, force=True)
-        return missing
+        return self.event_log.read(self.key(job_id, "events"), after, block_ms)
 
     def job_ids(self) -> list[str]:
         """Every job the artifact store knows, for the reconciler."""

@@ -1,0 +1,1 @@
+"""Model profiles as data: what each profile changes in the settings."""
