@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from services.captioning.jobs import CaptionJob
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.codec import decode_image
@@ -17,15 +16,6 @@ from spotdiff.settings import CaptioningSettings, Settings
 
 if TYPE_CHECKING:
     from services.captioning.model import CaptioningModel
-
-
-@dataclass(frozen=True)
-class CaptionJob:
-    """One prompt on one image; jobs with equal ``max_new_tokens`` share a ``generate`` call."""
-
-    image: Image.Image
-    prompt: str
-    max_new_tokens: int
 
 
 def _load(settings: CaptioningSettings) -> CaptioningModel:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from httpkit.errors import ErrorBody, ErrorResponse
+from services.generation.jobs import PairImages, PairJob
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.cancellation import cancel_on_disconnect
@@ -25,25 +24,6 @@ from spotdiff.settings import GenerationSettings, Settings
 
 if TYPE_CHECKING:
     from services.generation.model import GenerationModel
-
-
-@dataclass(frozen=True)
-class PairJob:
-    """One pair for the batcher; pairs whose params share ``batch_key()`` share a UNet batch."""
-
-    source: str
-    target: str
-    seed: int
-    params: GenerationParams
-    on_step: Callable[[int, int], None] | None = field(default=None, compare=False)
-    cancelled: Callable[[], bool] = field(default=lambda: False, compare=False)
-
-
-@dataclass(frozen=True)
-class PairImages:
-    source: Image.Image
-    target: Image.Image
-    warnings: list[str]
 
 
 def _load(settings: GenerationSettings) -> GenerationModel:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.codec import decode_image
+from services.regions.jobs import PromptedJob, ProposeJob
 from spotdiff.protocol.regions import (
     AmgOptions,
-    Prompt,
     PromptedRequest,
     PromptedResponse,
     ProposeRequest,
@@ -24,21 +22,6 @@ from spotdiff.settings import RegionsSettings, Settings
 
 if TYPE_CHECKING:
     from services.regions.model import RegionsModel
-
-
-@dataclass(frozen=True)
-class ProposeJob:
-    image: Image.Image
-    options: AmgOptions
-    return_masks: bool
-
-
-@dataclass(frozen=True)
-class PromptedJob:
-    image: Image.Image
-    prompts: list[Prompt]
-    multimask: bool
-    return_masks: bool
 
 
 def _load(settings: RegionsSettings) -> RegionsModel:

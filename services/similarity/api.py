@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
-from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
 from services.kit import ERROR_RESPONSES, ServiceError
 from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
 from services.kit.codec import decode_image
+from services.similarity.jobs import CosineJob
 from spotdiff.protocol.similarity import CosineRequest, CosineResponse
 from spotdiff.settings import Settings, SimilaritySettings
 
 if TYPE_CHECKING:
     from services.similarity.model import SimilarityModel
-
-
-@dataclass(frozen=True)
-class CosineJob:
-    """A decoded request: its images by name and the pairs to score."""
-
-    images: dict[str, Image.Image]
-    pairs: list[Any]  # list[ScorePair]
 
 
 def _load(settings: SimilaritySettings) -> SimilarityModel:
