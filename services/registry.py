@@ -16,7 +16,7 @@ from spotdiff.settings import SERVICE_NAMES, Settings
 def create_app(name: str, settings: Settings) -> FastAPI:
     """The FastAPI app of service ``name`` with its block of ``settings``."""
     block = settings.service(name)  # refuses an unknown name
-    app: FastAPI = import_module(f"services.{name}.api").create_app(block)
+    app: FastAPI = import_module(f"services.{name}.api_router").create_app(block)
     return app
 
 
