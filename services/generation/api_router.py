@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import Response
 
 from services.generation.serving import GenerationServing
-from services.kit import RuntimeDep, ServiceSpec, create_service_app, service_router
+from services.kit import RuntimeDep, ServiceSpec
 from spotdiff.protocol.generation import PairRequest, PairResponse
-from spotdiff.settings import GenerationSettings, Settings
 
-PAIRS = GenerationServing()
-
-router = service_router("generation")
+SERVICE = ServiceSpec("generation", [GenerationServing])
 
 
-@router.post(
+@SERVICE.router.post(
     "/v1/pairs",
     response_model=PairResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
     summary="an image pair from a caption pair: one shared initial latent, Prompt-to-Prompt edited",
 )
 async def create_pair(request: PairRequest, http: Request, runtime: RuntimeDep) -> Response:
-    return await runtime.respond(PAIRS, request, http, stream=request.stream)
-
-
-def create_app(settings: GenerationSettings | None = None) -> FastAPI:
-    return create_service_app(ServiceSpec("generation", router, [PAIRS]), settings or Settings().generation)
+    return await runtime.respond(GenerationServing, request, http, stream=request.stream)

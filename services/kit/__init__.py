@@ -2,7 +2,7 @@
 metrics). A service implements `Serving` per operation and writes routes that call `ServiceRuntime.call`."""
 
 from httpkit.errors import ERROR_RESPONSES, ServiceError
-from services.kit.app import RuntimeDep, create_service_app, get_runtime, service_router
+from services.kit.app import RuntimeDep, create_service_app, get_runtime
 from services.kit.batcher import MicroBatcher
 from services.kit.runner import ModelInfo, ModelRunner
 from services.kit.runtime import ServiceRuntime, ServiceSpec
@@ -21,5 +21,4 @@ __all__ = [
     "Serving",
     "create_service_app",
     "get_runtime",
-    "service_router",
 ]

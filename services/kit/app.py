@@ -16,16 +16,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from httpkit.auth import require_bearer
-from httpkit.errors import ERROR_RESPONSES, install_error_handlers
+from httpkit.errors import install_error_handlers
 from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
 from services.kit.runner import ModelInfo
 from services.kit.runtime import ServiceRuntime, ServiceSpec
 from services.kit.serving import RunnerT, SettingsT
-
-
-def service_router(tag: str) -> APIRouter:
-    """A service's router: every route on it may answer the error envelope, and says so in the OpenAPI schema."""
-    return APIRouter(tags=[tag], responses=ERROR_RESPONSES)
 
 
 def get_runtime(request: Request) -> ServiceRuntime[Any, Any]:

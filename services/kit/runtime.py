@@ -11,16 +11,15 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic
+from typing import Any, Generic, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from httpkit.errors import ServiceError
+from httpkit.errors import ERROR_RESPONSES, ServiceError
 from httpkit.metrics import ServiceMetrics
 from services.kit.batcher import MicroBatcher
 from services.kit.cancellation import cancel_on_disconnect
@@ -35,19 +34,20 @@ log = logging.getLogger("spotdiff.service")
 _LOADING = threading.Lock()
 
 
-@dataclass(frozen=True)
-class ServiceSpec(Generic[SettingsT, RunnerT]):
-    """What a service contributes to the kit: its name, its routes and the servings they call.
+AnyServing = Serving[SettingsT, RunnerT, Any, Any, Any, Any]  # one of a service's operations, whatever its types
 
-    The servings share one runner, which the first one's ``setup`` makes.
+
+class ServiceSpec(Generic[SettingsT, RunnerT]):
+    """What a service contributes to the kit: its name, its serving classes, and a router for the routes that
+    call them (every route on it may answer the error envelope, and the OpenAPI schema says so).
+
+    Each app makes one instance of each serving; they share one runner, which the first one's ``setup`` makes.
     """
 
-    name: str
-    router: APIRouter
-    servings: Sequence[Serving[SettingsT, RunnerT, Any, Any, Any, Any]]
-
-    def setup(self, settings: SettingsT) -> RunnerT:
-        return self.servings[0].setup(settings)
+    def __init__(self, name: str, servings: Sequence[type[AnyServing[SettingsT, RunnerT]]]) -> None:
+        self.name = name
+        self.servings = tuple(servings)
+        self.router = APIRouter(tags=[name], responses=ERROR_RESPONSES)
 
 
 class State(StrEnum):
@@ -69,6 +69,9 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
         self.started = time.monotonic()
         # One model thread per service: batches run one at a time, as one pipeline per process wants.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.name}-model")
+        self._servings: dict[type[AnyServing[SettingsT, RunnerT]], AnyServing[SettingsT, RunnerT]] = {
+            kind: kind() for kind in spec.servings
+        }
         self.batchers: dict[str, MicroBatcher[Any, Any]] = {
             serving.op: MicroBatcher(
                 serving.op,
@@ -80,7 +83,7 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
                 metrics=self.metrics,
                 key=serving.batch_key,
             )
-            for serving in spec.servings
+            for serving in self._servings.values()
         }
 
     def _predict(
@@ -111,7 +114,7 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
 
     def _load_and_warm(self) -> None:
         with _LOADING:
-            runner = self.spec.setup(self.settings)
+            runner = self._servings[self.spec.servings[0]].setup(self.settings)
             runner.load()
             self.runner = runner
             runner.warmup()
@@ -136,17 +139,24 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
         assert self.runner is not None
         return self.runner.info()
 
+    def serving(
+        self, kind: type[Serving[SettingsT, RunnerT, RequestT, ItemT, ResultT, ResponseT]]
+    ) -> Serving[SettingsT, RunnerT, RequestT, ItemT, ResultT, ResponseT]:
+        """This app's instance of a serving class its spec lists."""
+        return cast(Serving[SettingsT, RunnerT, RequestT, ItemT, ResultT, ResponseT], self._servings[kind])
+
     async def call(
-        self, serving: Serving[SettingsT, RunnerT, RequestT, ItemT, ResultT, ResponseT], request: RequestT
+        self, kind: type[Serving[SettingsT, RunnerT, RequestT, ItemT, ResultT, ResponseT]], request: RequestT
     ) -> ResponseT:
         """The answer to one request: 503 until ready, 429 when the operation's queue is full."""
+        serving = self.serving(kind)
         call = self._begin()
         item = await run_in_threadpool(serving.decode, request, call)
         return await self._answer(serving, item, call)
 
     async def respond(
         self,
-        serving: Serving[SettingsT, RunnerT, RequestT, ItemT, ResultT, ResponseT],
+        kind: type[Serving[SettingsT, RunnerT, RequestT, ItemT, ResultT, ResponseT]],
         request: RequestT,
         http: Request,
         *,
@@ -158,8 +168,9 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
         Refusals (not ready, invalid) come before the stream starts, as plain error answers.
         """
         if not stream:
-            answer = await cancel_on_disconnect(http, self.call(serving, request))
+            answer = await cancel_on_disconnect(http, self.call(kind, request))
             return JSONResponse(answer.model_dump(mode="json"))
+        serving = self.serving(kind)
         progress: asyncio.Queue[BaseModel] = asyncio.Queue()
         call = self._begin(progress)
         item = await run_in_threadpool(serving.decode, request, call)

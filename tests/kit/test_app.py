@@ -19,7 +19,6 @@ from services.kit import (
     ServiceSpec,
     Serving,
     create_service_app,
-    service_router,
 )
 from spotdiff.settings import ServiceSettings
 
@@ -78,38 +77,33 @@ class Echo:
     entered: threading.Event
 
 
-class EchoServing(Serving[ServiceSettings, EchoModel, EchoRequest, int, int, EchoResponse]):
-    op = "double"
-
-    def __init__(self, echo_events: tuple[threading.Event, threading.Event, threading.Event]) -> None:
-        self.echo_events = echo_events
-
-    def setup(self, settings: ServiceSettings) -> EchoModel:
-        return EchoModel(settings, *self.echo_events)
-
-    def decode(self, request: EchoRequest, call: Call[ServiceSettings]) -> int:
-        return request.value
-
-    def predict(self, runner: EchoModel, items: list[int]) -> list[int]:
-        return runner.double(items)
-
-    def encode(self, result: int, item: int, call: Call[ServiceSettings]) -> EchoResponse:
-        return EchoResponse(value=result)
-
-
 def make_app(**settings_overrides) -> Echo:
     warm, release, entered = threading.Event(), threading.Event(), threading.Event()
     release.set()
-    serving = EchoServing((warm, release, entered))
-    router = service_router("echo")
 
-    @router.post("/v1/double")
+    class EchoServing(Serving[ServiceSettings, EchoModel, EchoRequest, int, int, EchoResponse]):
+        op = "double"
+
+        def setup(self, settings: ServiceSettings) -> EchoModel:
+            return EchoModel(settings, warm, release, entered)
+
+        def decode(self, request: EchoRequest, call: Call[ServiceSettings]) -> int:
+            return request.value
+
+        def predict(self, runner: EchoModel, items: list[int]) -> list[int]:
+            return runner.double(items)
+
+        def encode(self, result: int, item: int, call: Call[ServiceSettings]) -> EchoResponse:
+            return EchoResponse(value=result)
+
+    spec = ServiceSpec("echo", [EchoServing])
+
+    @spec.router.post("/v1/double")
     async def double(request: EchoRequest, runtime: RuntimeDep) -> EchoResponse:
-        return await runtime.call(serving, request)
+        return await runtime.call(EchoServing, request)
 
     settings = ServiceSettings(model="echo", max_batch_size=2, max_wait_ms=1, max_queue=2, **settings_overrides)
-    app = create_service_app(ServiceSpec("echo", router, [serving]), settings)
-    return Echo(app, warm, release, entered)
+    return Echo(create_service_app(spec, settings), warm, release, entered)
 
 
 @pytest_asyncio.fixture
