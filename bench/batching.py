@@ -59,7 +59,7 @@ def similarity_settings(model: str) -> SimilaritySettings:
 
 
 def inprocess_items_per_second(settings: SimilaritySettings, images: list[Image.Image], rounds: int) -> float:
-    from services.similarity.api import CosineJob
+    from services.similarity.jobs import CosineJob
     from services.similarity.model import SimilarityModel
     from spotdiff.protocol.similarity import Operand, ScorePair
 

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from bench.p2p_reference import ReferenceStyleProcessor
-    from services.generation.api import PairJob
+    from services.generation.jobs import PairJob
     from services.generation.model import GenerationModel
     from services.generation.p2p import P2PAttnProcessor
     from spotdiff.cli import ensure_tiny_models

@@ -37,7 +37,7 @@ def golden_prior_iou() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from services.regions.api import PromptedJob, ProposeJob
+    from services.regions.jobs import PromptedJob, ProposeJob
     from services.regions.model import RegionsModel
     from spotdiff.cli import ensure_tiny_models
     from spotdiff.protocol.regions import AmgOptions, Prompt

@@ -5,19 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import import_module
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from services.kit import ServiceSpec, create_service_app
 from spotdiff.clients import CaptioningClient, GenerationClient, RegionsClient, ServiceClients, SimilarityClient
 from spotdiff.settings import SERVICE_NAMES, Settings
 
 
 def create_app(name: str, settings: Settings) -> FastAPI:
-    """The FastAPI app of service ``name`` with its block of ``settings``."""
+    """The FastAPI app of service ``name`` with its block of ``settings`` (its routes module declares its spec)."""
     block = settings.service(name)  # refuses an unknown name
-    app: FastAPI = import_module(f"services.{name}.api").create_app(block)
-    return app
+    # looked up by name, so its settings type is only known at run time: ``block`` is that service's own
+    spec: ServiceSpec[Any, Any] = import_module(f"services.{name}.api_router").SERVICE
+    return create_service_app(spec, block)
 
 
 @asynccontextmanager

@@ -7,20 +7,15 @@ tokens are decoded, without special tokens, so the answer is clean whatever the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
+from services.captioning.jobs import CaptionJob
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
 from spotdiff.settings import CaptioningSettings
-
-if TYPE_CHECKING:
-    from services.captioning.api import CaptionJob
-
 
 transformers_logging.disable_progress_bar()  # a service logs; it does not draw progress bars
 
@@ -40,8 +35,6 @@ class CaptioningModel(ModelRunner):
         self.revision = revision_of(self.settings.model)
 
     def warmup(self) -> None:
-        from services.captioning.api import CaptionJob
-
         self.caption([CaptionJob(Image.new("RGB", (64, 64), (200, 80, 80)), "Describe the image.", 2)])
 
     def render_prompt(self, prompt: str) -> str:

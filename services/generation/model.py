@@ -15,7 +15,7 @@ from transformers.utils import logging as transformers_logging
 
 from httpkit.errors import ServiceError
 from services.generation.alignment import Refinement, refinement, time_word_alphas, word_token_positions
-from services.generation.api import PairImages, PairJob
+from services.generation.jobs import PairImages, PairJob
 from services.generation.p2p import (
     ControllerSlot,
     P2PAttnProcessor,

@@ -7,14 +7,8 @@ Loading happens in the background after the server starts listening, so `/health
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-import time
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -22,137 +16,20 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from httpkit.auth import require_bearer
-from httpkit.errors import ServiceError, install_error_handlers
-from httpkit.metrics import ServiceMetrics
+from httpkit.errors import install_error_handlers
 from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
-from services.kit.batcher import MicroBatcher
-from services.kit.runner import ModelInfo, ModelRunner
-from spotdiff.settings import ServiceSettings
-
-log = logging.getLogger("spotdiff.service")
-
-# Model libraries load under process-global state (diffusers and transformers build modules on torch's "meta"
-# device through a context that other threads see too), so services sharing a process load one at a time.
-_LOADING = threading.Lock()
+from services.kit.runner import ModelInfo
+from services.kit.runtime import ServiceRuntime, ServiceSpec
+from services.kit.serving import RunnerT, SettingsT
 
 
-@dataclass(frozen=True)
-class BatchedOp:
-    """One batched operation of a service: ``predict(runner, items)`` returns one result per item."""
-
-    predict: Callable[[Any, list[Any]], Sequence[Any]]
-    key: Callable[[Any], Hashable] | None = None
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """What a service contributes to the kit: its name, how to load its runner, its routes and ops."""
-
-    name: str
-    load_runner: Callable[[Any], ModelRunner]
-    router: APIRouter
-    ops: dict[str, BatchedOp] = field(default_factory=dict)
-
-
-class State(StrEnum):
-    LOADING = "loading"
-    READY = "ready"
-    FAILED = "failed"
-
-
-class ServiceRuntime:
-    """A loaded (or loading) model with its batchers and metrics; one per app."""
-
-    def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
-        self.spec = spec
-        self.settings = settings
-        self.metrics = ServiceMetrics(spec.name, gpu_memory=True)
-        self.state = State.LOADING
-        self.error: str | None = None
-        self.runner: ModelRunner | None = None
-        self.started = time.monotonic()
-        # One model thread per service: batches run one at a time, as one pipeline per process wants.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.name}-model")
-        self.batchers: dict[str, MicroBatcher[Any, Any]] = {
-            op: MicroBatcher(
-                op,
-                self._bind(batched.predict),
-                max_batch_size=settings.max_batch_size,
-                max_wait_s=settings.max_wait_ms / 1000,
-                max_queue=settings.max_queue,
-                executor=self._executor,
-                metrics=self.metrics,
-                key=batched.key,
-            )
-            for op, batched in spec.ops.items()
-        }
-
-    def _bind(self, predict: Callable[[Any, list[Any]], Sequence[Any]]) -> Callable[[list[Any]], Sequence[Any]]:
-        def call(items: list[Any]) -> Sequence[Any]:
-            assert self.runner is not None
-            return predict(self.runner, items)
-
-        return call
-
-    @property
-    def ready(self) -> bool:
-        return self.state is State.READY
-
-    async def start(self) -> None:
-        """Start the batchers, then load and warm up the model on the model thread."""
-        for batcher in self.batchers.values():
-            batcher.start()
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._load_and_warm)
-        except Exception as exc:
-            self.state = State.FAILED
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("%s failed to load", self.spec.name)
-            return
-        self.state = State.READY
-        self.metrics.ready.labels(self.spec.name).set(1)
-        log.info("%s ready in %.1fs", self.spec.name, time.monotonic() - self.started)
-
-    def _load_and_warm(self) -> None:
-        with _LOADING:
-            runner = self.spec.load_runner(self.settings)
-            runner.load()
-            self.runner = runner
-            runner.warmup()
-
-    async def stop(self) -> None:
-        for batcher in self.batchers.values():
-            await batcher.stop()
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def require_ready(self) -> None:
-        if self.state is not State.READY:
-            raise ServiceError(
-                503,
-                "not_ready",
-                f"{self.spec.name} is {self.state.value}",
-                details=self.error,
-                headers={"Retry-After": "5"},
-            )
-
-    async def submit(self, op: str, item: Any) -> Any:
-        """Queue one item on an operation's batcher (503 until ready, 429 when full)."""
-        self.require_ready()
-        return await self.batchers[op].submit(item)
-
-    def info(self) -> ModelInfo:
-        self.require_ready()
-        assert self.runner is not None
-        return self.runner.info()
-
-
-def get_runtime(request: Request) -> ServiceRuntime:
-    runtime: ServiceRuntime = request.app.state.runtime
+def get_runtime(request: Request) -> ServiceRuntime[Any, Any]:
+    """The app's runtime; a route's serving carries the types, so the runtime here need not."""
+    runtime: ServiceRuntime[Any, Any] = request.app.state.runtime
     return runtime
 
 
-RuntimeDep = Annotated[ServiceRuntime, Depends(get_runtime)]
+RuntimeDep = Annotated[ServiceRuntime[Any, Any], Depends(get_runtime)]
 
 
 async def verify_token(request: Request, runtime: RuntimeDep) -> None:
@@ -184,10 +61,7 @@ def _health_router() -> APIRouter:
     return router
 
 
-def create_service_app(
-    spec: ServiceSpec,
-    settings: ServiceSettings,
-) -> FastAPI:
+def create_service_app(spec: ServiceSpec[SettingsT, RunnerT], settings: SettingsT) -> FastAPI:
     """Build a service's FastAPI app: its routes behind auth, plus health, readiness, info and metrics."""
     runtime = ServiceRuntime(spec, settings)
 

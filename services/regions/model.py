@@ -7,7 +7,7 @@ for the tiny model alike (it registers its own model type). ``SamPredictor`` is 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,12 +17,10 @@ from segment_anything.utils.amg import mask_to_rle_pytorch
 
 from services.kit.placement import resolve_device, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
+from services.regions.jobs import PromptedJob, ProposeJob
 from spotdiff.protocol.common import Box
-from spotdiff.protocol.regions import AmgOptions, Mask, PromptedRegion, Proposal
+from spotdiff.protocol.regions import AmgOptions, Mask, Prompt, PromptedRegion, Proposal
 from spotdiff.settings import RegionsSettings
-
-if TYPE_CHECKING:
-    from services.regions.api import PromptedJob, ProposeJob
 
 AMG_PARAMETERS = tuple(AmgOptions.model_fields)
 
@@ -69,9 +67,6 @@ class RegionsModel(ModelRunner):
         return self._generators[options]
 
     def warmup(self) -> None:
-        from services.regions.api import PromptedJob, ProposeJob
-        from spotdiff.protocol.regions import Prompt
-
         image = Image.new("RGB", (64, 64), (90, 140, 60))
         self.propose([ProposeJob(image, AmgOptions(), False)])
         self.prompted([PromptedJob(image, [Prompt(box=Box(x1=8, y1=8, x2=40, y2=40))], True, False)])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import open_clip
 import torch
@@ -11,11 +11,9 @@ from PIL import Image
 
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
+from services.similarity.jobs import CosineJob
 from spotdiff.protocol.similarity import Operand, ScorePair
 from spotdiff.settings import SimilaritySettings
-
-if TYPE_CHECKING:
-    from services.similarity.api import CosineJob
 
 FORWARD_CHUNK = 256  # the reference scores crops 256 at a time
 

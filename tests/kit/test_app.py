@@ -2,25 +2,44 @@
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest_asyncio
-from fastapi import APIRouter
+from fastapi import FastAPI
 from pydantic import BaseModel
 
-from services.kit.app import BatchedOp, RuntimeDep, ServiceSpec, create_service_app
-from services.kit.runner import ModelInfo, ModelRunner
+from services.kit import (
+    Call,
+    ModelInfo,
+    ModelRunner,
+    RuntimeDep,
+    ServiceSpec,
+    Serving,
+    create_service_app,
+)
 from spotdiff.settings import ServiceSettings
+
+from .waiting import until
 
 
 class EchoRequest(BaseModel):
     value: int
 
 
+class EchoResponse(BaseModel):
+    value: int
+
+
 class EchoModel(ModelRunner):
-    def __init__(self, settings: ServiceSettings, warm: threading.Event, release: threading.Event) -> None:
-        self.settings, self.warm, self.release = settings, warm, release
+    """Doubles numbers; ``warm`` holds its warm-up and ``release`` its batches, ``entered`` says one is running."""
+
+    def __init__(
+        self, settings: ServiceSettings, warm: threading.Event, release: threading.Event, entered: threading.Event
+    ) -> None:
+        self.settings, self.warm, self.release, self.entered = settings, warm, release, entered
         self.batches: list[int] = []
 
     def load(self) -> None:
@@ -30,6 +49,7 @@ class EchoModel(ModelRunner):
         self.warm.wait(10)
 
     def double(self, items: list[int]) -> list[int]:
+        self.entered.set()
         self.release.wait(10)
         self.batches.append(len(items))
         return [2 * item for item in items]
@@ -47,50 +67,69 @@ class EchoModel(ModelRunner):
         )
 
 
-def make_app(**settings_overrides):
-    warm, release = threading.Event(), threading.Event()
-    release.set()
-    router = APIRouter()
+@dataclass
+class Echo:
+    """The echo app and the events its fake model waits on or signals."""
 
-    @router.post("/v1/double")
-    async def double(request: EchoRequest, runtime: RuntimeDep) -> dict[str, int]:
-        return {"value": await runtime.submit("double", request.value)}
+    app: FastAPI
+    warm: threading.Event
+    release: threading.Event
+    entered: threading.Event
+
+
+def make_app(**settings_overrides) -> Echo:
+    warm, release, entered = threading.Event(), threading.Event(), threading.Event()
+    release.set()
+
+    class EchoServing(Serving[ServiceSettings, EchoModel, EchoRequest, int, int, EchoResponse]):
+        op = "double"
+
+        def setup(self, settings: ServiceSettings) -> EchoModel:
+            return EchoModel(settings, warm, release, entered)
+
+        def decode(self, request: EchoRequest, call: Call[ServiceSettings]) -> int:
+            return request.value
+
+        def predict(self, runner: EchoModel, items: list[int]) -> list[int]:
+            return runner.double(items)
+
+        def encode(self, result: int, item: int, call: Call[ServiceSettings]) -> EchoResponse:
+            return EchoResponse(value=result)
+
+    spec = ServiceSpec("echo", [EchoServing])
+
+    @spec.router.post("/v1/double")
+    async def double(request: EchoRequest, runtime: RuntimeDep) -> EchoResponse:
+        return await runtime.call(EchoServing, request)
 
     settings = ServiceSettings(model="echo", max_batch_size=2, max_wait_ms=1, max_queue=2, **settings_overrides)
-    models: list[EchoModel] = []
-
-    def load(s: ServiceSettings) -> EchoModel:
-        models.append(EchoModel(s, warm, release))
-        return models[0]
-
-    spec = ServiceSpec("echo", load, router, ops={"double": BatchedOp(lambda model, items: model.double(items))})
-    return create_service_app(spec, settings), warm, release
+    return Echo(create_service_app(spec, settings), warm, release, entered)
 
 
 @pytest_asyncio.fixture
-async def echo() -> AsyncIterator[tuple[httpx.AsyncClient, threading.Event, threading.Event]]:
-    app, warm, release = make_app(max_request_bytes=2048)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://echo") as client:
-            yield client, warm, release
+async def echo() -> AsyncIterator[tuple[httpx.AsyncClient, Echo]]:
+    served = make_app(max_request_bytes=2048)
+    async with served.app.router.lifespan_context(served.app):
+        transport = httpx.ASGITransport(app=served.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://echo") as client:
+            yield client, served
 
 
 async def wait_ready(client: httpx.AsyncClient) -> None:
-    for _ in range(200):
-        if (await client.get("/readyz")).status_code == 200:
-            return
+    deadline = time.monotonic() + 10
+    while (await client.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, "never ready"
         await asyncio.sleep(0.01)
-    raise AssertionError("never ready")
 
 
 async def test_ready_only_after_warmup(echo) -> None:
-    client, warm, _ = echo
+    client, served = echo
     assert (await client.get("/healthz")).status_code == 200
     not_ready = await client.get("/readyz")
     assert not_ready.status_code == 503 and not_ready.json()["status"] == "loading"
     refused = await client.post("/v1/double", json={"value": 1})
     assert refused.status_code == 503 and refused.json()["error"]["code"] == "not_ready"
-    warm.set()
+    served.warm.set()
     await wait_ready(client)
     assert (await client.post("/v1/double", json={"value": 21})).json() == {"value": 42}
     info = (await client.get("/v1/info")).json()
@@ -98,26 +137,27 @@ async def test_ready_only_after_warmup(echo) -> None:
 
 
 async def test_full_queue_is_429_and_accepted_requests_finish(echo) -> None:
-    client, warm, release = echo
-    warm.set()
+    client, served = echo
+    served.warm.set()
     await wait_ready(client)
-    release.clear()
+    served.release.clear()
     first = asyncio.ensure_future(client.post("/v1/double", json={"value": 0}))
-    await asyncio.sleep(0.05)  # in the model, holding the thread
+    await until(served.entered.is_set, what="the first request in the model")  # holding the thread
     queued = [asyncio.ensure_future(client.post("/v1/double", json={"value": n})) for n in (1, 2)]
-    await asyncio.sleep(0.05)
+    batcher = served.app.state.runtime.batchers["double"]
+    await until(lambda: batcher.depth == 2, what="two requests queued")
     refused = await client.post("/v1/double", json={"value": 3})
     assert refused.status_code == 429
     assert refused.json()["error"]["code"] == "queue_full"
     assert int(refused.headers["retry-after"]) >= 1
-    release.set()
+    served.release.set()
     answers = await asyncio.gather(first, *queued)
     assert [answer.json()["value"] for answer in answers] == [0, 2, 4]
 
 
 async def test_errors_share_one_envelope(echo) -> None:
-    client, warm, _ = echo
-    warm.set()
+    client, served = echo
+    served.warm.set()
     await wait_ready(client)
     invalid = await client.post("/v1/double", json={"value": "many"})
     assert invalid.status_code == 422
@@ -127,8 +167,8 @@ async def test_errors_share_one_envelope(echo) -> None:
 
 
 async def test_oversized_body_is_413(echo) -> None:
-    client, warm, _ = echo
-    warm.set()
+    client, served = echo
+    served.warm.set()
     await wait_ready(client)
     big = await client.post(
         "/v1/double",
@@ -146,10 +186,10 @@ async def test_oversized_body_is_413(echo) -> None:
 
 
 async def test_bearer_token_guards_routes_but_not_probes() -> None:
-    app, warm, _ = make_app(token="s3cret")
-    warm.set()
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+    served = make_app(token="s3cret")
+    served.warm.set()
+    async with served.app.router.lifespan_context(served.app):
+        transport = httpx.ASGITransport(app=served.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://echo") as client:
             await wait_ready(client)
             assert (await client.post("/v1/double", json={"value": 1})).status_code == 401
@@ -161,8 +201,8 @@ async def test_bearer_token_guards_routes_but_not_probes() -> None:
 
 
 async def test_metrics_are_prometheus_text(echo) -> None:
-    client, warm, _ = echo
-    warm.set()
+    client, served = echo
+    served.warm.set()
     await wait_ready(client)
     await asyncio.gather(*(client.post("/v1/double", json={"value": n}) for n in range(2)))  # queue holds 2
     metrics = await client.get("/metrics")

@@ -8,6 +8,8 @@ from httpkit.errors import ServiceError
 from httpkit.metrics import ServiceMetrics
 from services.kit.batcher import MicroBatcher
 
+from .waiting import until
+
 
 def make_batcher(predict, **overrides) -> MicroBatcher:
     options = {"max_batch_size": 4, "max_wait_s": 0.05, "max_queue": 16}
@@ -61,18 +63,19 @@ async def test_a_failing_item_fails_only_its_request() -> None:
 
 
 async def test_full_queue_answers_429_with_retry_after() -> None:
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     def predict(items: list[int]) -> list[int]:
+        entered.set()
         release.wait(5)
         return items
 
     batcher = make_batcher(predict, max_batch_size=1, max_wait_s=0, max_queue=2)
     batcher.start()
     running = asyncio.ensure_future(batcher.submit(0))
-    await asyncio.sleep(0.05)  # item 0 is in the model; the queue is empty
+    await until(entered.is_set, what="item 0 in the model")  # the queue is empty again
     queued = [asyncio.ensure_future(batcher.submit(n)) for n in (1, 2)]
-    await asyncio.sleep(0.01)
+    await until(lambda: batcher.depth == 2, what="two items queued")
     with pytest.raises(ServiceError) as caught:
         await batcher.submit(3)
     assert caught.value.status == 429
@@ -84,9 +87,10 @@ async def test_full_queue_answers_429_with_retry_after() -> None:
 
 async def test_cancelled_requests_are_skipped() -> None:
     seen: list[int] = []
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
     def predict(items: list[int]) -> list[int]:
+        entered.set()
         release.wait(5)
         seen.extend(items)
         return items
@@ -94,10 +98,10 @@ async def test_cancelled_requests_are_skipped() -> None:
     batcher = make_batcher(predict, max_batch_size=1, max_wait_s=0)
     batcher.start()
     first = asyncio.ensure_future(batcher.submit(0))
-    await asyncio.sleep(0.05)
+    await until(entered.is_set, what="item 0 in the model")
     abandoned = asyncio.ensure_future(batcher.submit(1))
     kept = asyncio.ensure_future(batcher.submit(2))
-    await asyncio.sleep(0.01)
+    await until(lambda: batcher.depth == 2, what="two items queued")
     abandoned.cancel()
     release.set()
     assert await first == 0 and await kept == 2

@@ -8,7 +8,7 @@ import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from httpkit.errors import ServiceError
-from services.generation.api import PairImages, PairJob
+from services.generation.jobs import PairImages, PairJob
 from services.generation.model import GenerationModel
 from spotdiff.protocol.generation import GenerationParams
 from spotdiff.settings import Settings
