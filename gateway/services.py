@@ -1,18 +1,19 @@
 """Single-service routes: other apps call one model service through the gateway, synchronously.
 
-The bodies are the services' own wire models, so the gateway's OpenAPI documents them and rejects a bad
-body before it travels. Each service gets a bounded number of calls in flight from this gateway; one more
-is refused at once with 429 and ``Retry-After`` rather than queued here, so a burst cannot pile up memory in
-the gateway. The services' own refusals (4xx, 429, 503) pass through unchanged, envelope and headers included.
+The routes are one table (`RELAYS`), each built the same way; their bodies are the services' own wire models, so the
+gateway's OpenAPI documents them and rejects a bad body before it travels. Each service gets a bounded number of
+calls in flight from this gateway; one more is refused at once with 429 and ``Retry-After`` rather than queued here,
+so a burst cannot pile up memory in the gateway. The services' own refusals (4xx, 429, 503) pass through unchanged,
+envelope and headers included. (No postponed annotations here: each route's body type is made at run time.)
 """
-
-from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel
 
 from gateway.deps import OwnerDep
 from httpkit.errors import ERROR_RESPONSES, ServiceError
@@ -86,103 +87,121 @@ def get_gates(request: Request) -> ServiceGates:
 
 GatesDep = Annotated[ServiceGates, Depends(get_gates)]
 router = APIRouter(prefix="/v1", tags=["services"], responses={**ERROR_RESPONSES, 502: {}})
+BOX = {"x1": 8, "y1": 8, "x2": 40, "y2": 40}
 
 
-@router.post("/generation/pairs", response_model=PairResponse, summary="generate one Prompt-to-Prompt image pair")
-async def generate_pair(
-    body: Annotated[
-        PairRequest,
-        Body(
-            openapi_examples={
-                "reference": {
-                    "summary": "the reference's settings, one seed",
-                    "value": {"source": "A dog on the grass", "target": "A cat on the grass", "seed": 7},
-                }
-            }
-        ),
-    ],
-    _: OwnerDep,
-    gates: GatesDep,
-) -> PairResponse:
+def _no_stream(body: Any) -> None:
     if body.stream:
         raise ServiceError(422, "invalid_request", "stream: progress events come from the generation service itself")
-    return await gates.call("generation", lambda clients: clients.generation.pair(body))
 
 
-@router.post("/similarity/cosine", response_model=CosineResponse, summary="cosine of image and text pairs")
-async def cosine(
-    body: Annotated[
+@dataclass(frozen=True)
+class Relay:
+    """One single-service route: its path and summary, the service's wire models, the client call it relays,
+    and the examples its OpenAPI shows."""
+
+    name: str
+    path: str
+    summary: str
+    service: str
+    request: type[BaseModel]
+    response: type[BaseModel]
+    call: Callable[[ServiceClients, Any], Awaitable[BaseModel]]
+    examples: dict[str, Any]
+    check: Callable[[Any], None] = field(default=lambda _: None)
+
+
+RELAYS = (
+    Relay(
+        "generate_pair",
+        "/generation/pairs",
+        "generate one Prompt-to-Prompt image pair",
+        "generation",
+        PairRequest,
+        PairResponse,
+        lambda clients, body: clients.generation.pair(body),
+        {
+            "reference": {
+                "summary": "the reference's settings, one seed",
+                "value": {"source": "A dog on the grass", "target": "A cat on the grass", "seed": 7},
+            }
+        },
+        check=_no_stream,
+    ),
+    Relay(
+        "cosine",
+        "/similarity/cosine",
+        "cosine of image and text pairs",
+        "similarity",
         CosineRequest,
-        Body(
-            openapi_examples={
-                "crop_vs_noun": {
-                    "summary": "a crop of an image against a noun, and two texts",
-                    "value": {
-                        "images": {"1": EXAMPLE_IMAGE},
-                        "pairs": [
-                            {"a": {"image": "1", "box": {"x1": 8, "y1": 8, "x2": 40, "y2": 40}}, "b": {"text": "cat"}},
-                            {"a": {"text": "a dog"}, "b": {"text": "a cat"}},
-                        ],
-                    },
-                }
+        CosineResponse,
+        lambda clients, body: clients.similarity.cosine(body),
+        {
+            "crop_vs_noun": {
+                "summary": "a crop of an image against a noun, and two texts",
+                "value": {
+                    "images": {"1": EXAMPLE_IMAGE},
+                    "pairs": [
+                        {"a": {"image": "1", "box": BOX}, "b": {"text": "cat"}},
+                        {"a": {"text": "a dog"}, "b": {"text": "a cat"}},
+                    ],
+                },
             }
-        ),
-    ],
-    _: OwnerDep,
-    gates: GatesDep,
-) -> CosineResponse:
-    return await gates.call("similarity", lambda clients: clients.similarity.cosine(body))
-
-
-@router.post("/regions/proposals", response_model=ProposeResponse, summary="segment-anything automatic proposals")
-async def proposals(
-    body: Annotated[
+        },
+    ),
+    Relay(
+        "proposals",
+        "/regions/proposals",
+        "segment-anything automatic proposals",
+        "regions",
         ProposeRequest,
-        Body(openapi_examples={"default": {"summary": "the service's settings", "value": {"image": EXAMPLE_IMAGE}}}),
-    ],
-    _: OwnerDep,
-    gates: GatesDep,
-) -> ProposeResponse:
-    return await gates.call("regions", lambda clients: clients.regions.propose(body))
-
-
-@router.post("/regions/prompted", response_model=PromptedResponse, summary="segment-anything at box/point prompts")
-async def prompted(
-    body: Annotated[
+        ProposeResponse,
+        lambda clients, body: clients.regions.propose(body),
+        {"default": {"summary": "the service's settings", "value": {"image": EXAMPLE_IMAGE}}},
+    ),
+    Relay(
+        "prompted",
+        "/regions/prompted",
+        "segment-anything at box/point prompts",
+        "regions",
         PromptedRequest,
-        Body(
-            openapi_examples={
-                "box": {
-                    "summary": "one box prompt",
-                    "value": {"image": EXAMPLE_IMAGE, "prompts": [{"box": {"x1": 8, "y1": 8, "x2": 40, "y2": 40}}]},
-                }
-            }
-        ),
-    ],
-    _: OwnerDep,
-    gates: GatesDep,
-) -> PromptedResponse:
-    return await gates.call("regions", lambda clients: clients.regions.prompted(body))
-
-
-@router.post("/captioning/captions", response_model=CaptionResponse, summary="a vision-language model's answer")
-async def caption(
-    body: Annotated[
+        PromptedResponse,
+        lambda clients, body: clients.regions.prompted(body),
+        {"box": {"summary": "one box prompt", "value": {"image": EXAMPLE_IMAGE, "prompts": [{"box": BOX}]}}},
+    ),
+    Relay(
+        "caption",
+        "/captioning/captions",
+        "a vision-language model's answer",
+        "captioning",
         CaptionRequest,
-        Body(
-            openapi_examples={
-                "region_label": {
-                    "summary": "stage 1 of Img-Diff: label a region",
-                    "value": {
-                        "image": EXAMPLE_IMAGE,
-                        "prompt": "Please provide a clear description for this region: [0.12, 0.12, 0.62, 0.62].",
-                        "max_new_tokens": 64,
-                    },
-                }
+        CaptionResponse,
+        lambda clients, body: clients.captioning.caption(body),
+        {
+            "region_label": {
+                "summary": "stage 1 of Img-Diff: label a region",
+                "value": {
+                    "image": EXAMPLE_IMAGE,
+                    "prompt": "Please provide a clear description for this region: [0.12, 0.12, 0.62, 0.62].",
+                    "max_new_tokens": 64,
+                },
             }
-        ),
-    ],
-    _: OwnerDep,
-    gates: GatesDep,
-) -> CaptionResponse:
-    return await gates.call("captioning", lambda clients: clients.captioning.caption(body))
+        },
+    ),
+)
+
+
+def _add_route(relay: Relay) -> None:
+    RequestBody = Annotated[relay.request, Body(openapi_examples=relay.examples)]  # type: ignore[name-defined]
+
+    async def route(body: RequestBody, _: OwnerDep, gates: GatesDep) -> BaseModel:
+        relay.check(body)
+        return await gates.call(relay.service, lambda clients: relay.call(clients, body))
+
+    router.add_api_route(
+        relay.path, route, methods=["POST"], name=relay.name, response_model=relay.response, summary=relay.summary
+    )
+
+
+for _relay in RELAYS:
+    _add_route(_relay)

@@ -144,3 +144,18 @@ def test_importing_the_kernel_httpkit_gateway_and_workers_loads_no_model_library
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_creating_every_service_app_loads_no_model_library() -> None:
+    """A service answers /healthz at once and loads its model in the background: creating its app (and the
+    registry) imports no model library; only loading the model does."""
+    code = (
+        "import sys\n"
+        "from services.registry import create_app\n"
+        "from spotdiff.settings import SERVICE_NAMES, Settings\n"
+        "for name in SERVICE_NAMES: create_app(name, Settings())\n"
+        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {MODEL_LIBRARIES!r})\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]

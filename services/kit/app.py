@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+import spotdiff
 from httpkit.auth import require_bearer
 from httpkit.errors import install_error_handlers
 from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
@@ -76,7 +77,7 @@ def create_service_app(spec: ServiceSpec[SettingsT, RunnerT], settings: Settings
             await asyncio.gather(loading, return_exceptions=True)
             await runtime.stop()
 
-    app = FastAPI(title=f"spotdiff {spec.name}", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title=f"spotdiff {spec.name}", version=spotdiff.__version__, lifespan=lifespan)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(_health_router())
