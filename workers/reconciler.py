@@ -79,8 +79,8 @@ def restore_lost_jobs(store: JobStore, celery: Celery, settings: Settings, done:
         folder = store.folder(job_id)
         for pair in missing:
             send_step(celery, settings, job_id, pair.model_dump_json(), folder.resume_step(pair.id))
-        for number in range(store.latest_round(job_id) + 1):
-            store.sent(job_id, number)
+        for number in range(store.rounds.latest(job_id) + 1):
+            store.rounds.sent(job_id, number)
         done.restored[job_id] = len(missing)
         log.warning("job %s: progress rebuilt from the store, %d pairs sent again", job_id, len(missing))
 
@@ -108,8 +108,8 @@ def sweep_job(store: JobStore, celery: Celery, settings: Settings, job_id: str, 
                 lease.times,
                 "; giving up" if give_up else "; sent again",
             )
-    for number in store.unsent_rounds(job_id):
-        store.sending(job_id, number)  # the grace starts again: one resend, not one a pass
+    for number in store.rounds.unsent(job_id):
+        store.rounds.sending(job_id, number)  # the grace starts again: one resend, not one a pass
         send_round(celery, job_id, number)
         done.resent[job_id] += 1
     # a job with a target whose last round finished while nobody planned the next (a worker died between the

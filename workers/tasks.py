@@ -219,10 +219,10 @@ def run_send_round(self: Any, job_id: str, number: int, start: int) -> str:
             if pair.id not in finished:
                 send_step(app, worker.settings, job_id, pair.model_dump_json(), FIRST_STEP)
         if start + ROUND_CHUNK < len(pairs):
-            store.sending(job_id, number)
+            store.rounds.sending(job_id, number)
             send_round(app, job_id, number, start + ROUND_CHUNK)
             return f"sent {start}..{start + len(chunk) - 1}"
-        store.sent(job_id, number)
+        store.rounds.sent(job_id, number)
         return f"round {number} sent: {len(pairs)} pairs"
 
 

@@ -105,7 +105,7 @@ def send_round(celery: Celery, job_id: str, number: int, start: int = 0) -> None
 def send_next_round(store: JobStore, celery: Celery, job_id: str) -> bool:
     """For a job with a target whose planned pairs have all finished short of it: plan its next round and have
     it sent (True), or nothing to do (False). Planning is idempotent, so whoever asks, a round is sent once."""
-    if not store.plan_next_round(job_id):
+    if not store.rounds.plan_next(job_id):
         return False
-    send_round(celery, job_id, store.latest_round(job_id))
+    send_round(celery, job_id, store.rounds.latest(job_id))
     return True

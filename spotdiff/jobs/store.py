@@ -22,24 +22,22 @@ from typing import Any
 
 import redis
 
-from spotdiff.imgdiff.rounds import next_round, round_pairs
 from spotdiff.jobs.admission import Admissions
 from spotdiff.jobs.events import EventLog
 from spotdiff.jobs.folder import RunFolder
 from spotdiff.jobs.progress import PairProgress
+from spotdiff.jobs.rounds import Rounds
 from spotdiff.jobs.stats import PipelineStats
 from spotdiff.pipeline.graph import FIRST_STEP
 from spotdiff.protocol import CaptionPair, SampleRecord, SampleStatus, Stage
 from spotdiff.protocol.ids import check_id, is_valid_id
-from spotdiff.protocol.jobs import JobManifest, JobState, JobStatus
+from spotdiff.protocol.jobs import FINAL_STATES, JobManifest, JobState, JobStatus
 from spotdiff.storage import ArtifactStore
 
 PREFIX = "spotdiff:job:"
 CLAIM_TTL_S = 60  # a creator that died before writing its job's progress gives the id back after this
-SEND_GRACE_S = 60.0  # a round planned this long ago and still not sent is sent by the reconciler
 MANIFESTS_KEPT = 32
 REDIS_CONNECT_TIMEOUT_S = 5  # an unreachable Redis is an error in seconds, not a hang
-FINAL = tuple(state.value for state in JobState if state.final)  # as Redis holds them
 # An accepted pair's place among the job's accepted pairs: the same place when asked again, atomically.
 _CLAIM_SLOT = """
 local slot = redis.call('HGET', KEYS[1], ARGV[1])
@@ -92,6 +90,7 @@ class JobStore:
         self.admissions = Admissions(client)
         self.stats = PipelineStats(client)
         self.event_log = EventLog(client)
+        self.rounds = Rounds(self)
         self._claim_slot = self.redis.register_script(_CLAIM_SLOT)
         self._manifests: OrderedDict[str, JobManifest] = OrderedDict()
 
@@ -175,46 +174,11 @@ class JobStore:
         folder = self.folder(manifest.id)
         if not folder.create_manifest(manifest):
             return None
-        request = manifest.request
-        pairs: list[CaptionPair] = list(request.pairs)
-        if request.target_accepted is not None:
-            first = next_round(
-                target=request.target_accepted,
-                accepted=0,
-                finished=0,
-                planned=0,
-                budget_pairs=manifest.budget_pairs or len(pairs),
-                spent_seconds=0.0,
-                budget_seconds=request.budget_seconds,
-            )
-            pairs = round_pairs(manifest.id, request.pairs, 0, first.numbers["size"])
-            folder.write_round(0, pairs)
+        pairs = self.rounds.plan_first(manifest)
         self.reset(manifest, total=len(pairs), rounds=1, done=0, accepted=0, state=JobState.QUEUED)
-        self.redis.hset(self.key(manifest.id, "planned"), 0, time.time())
         self.progress.move(self.key(manifest.id), (pair.id for pair in pairs), FIRST_STEP)
         self.event(manifest.id, {"type": "created", "total": len(pairs)})
         return pairs
-
-    def sent(self, job_id: str, number: int) -> None:
-        """Every pair of round ``number`` is on its queue."""
-        self.redis.hset(self.key(job_id, "sent"), number, time.time())
-
-    def sending(self, job_id: str, number: int) -> None:
-        """Round ``number`` is being sent: one more chunk of its pairs is on its queue."""
-        self.redis.hset(self.key(job_id, "sending"), number, time.time())
-
-    def unsent_rounds(self, job_id: str, grace_s: float = SEND_GRACE_S) -> list[int]:
-        """Rounds planned (or last sent a chunk of) more than ``grace_s`` ago and never all sent: whoever was
-        sending them died."""
-        planned = self.redis.hgetall(self.key(job_id, "planned"))
-        sending = self.redis.hgetall(self.key(job_id, "sending"))
-        sent = set(self.redis.hkeys(self.key(job_id, "sent")))
-        now = time.time()
-        return sorted(
-            int(number)
-            for number, at in planned.items()
-            if number not in sent and now - max(float(at), float(sending.get(number, 0))) > grace_s
-        )
 
     def reset(
         self, manifest: JobManifest, *, total: int, rounds: int, done: int, accepted: int, state: JobState
@@ -278,7 +242,7 @@ class JobStore:
         )
         if state == JobState.QUEUED.value:
             self.redis.hset(self.key(job_id), "state", JobState.RUNNING.value)
-        if state in FINAL:
+        if state in FINAL_STATES:
             return True
         if target is not None and int(accepted_so_far or 0) >= int(target):
             self.stop(job_id, "target_reached")
@@ -336,7 +300,7 @@ class JobStore:
         state = self.redis.hget(self.key(job_id), "state")
         if state is None:
             return self.folder(job_id).is_cancelled()
-        return state in FINAL
+        return state in FINAL_STATES
 
     def lost(self, job_id: str) -> bool:
         """Redis has no (complete) progress for this job: it was flushed or restarted since the job began."""
@@ -361,7 +325,7 @@ class JobStore:
             accepted=int(values["accepted"]),
             rejected=int(values["rejected"]),
             funnel=funnel,
-            stages={} if state.value in FINAL else self.progress.counts(self.key(job_id)),
+            stages={} if state.value in FINAL_STATES else self.progress.counts(self.key(job_id)),
             target_accepted=int(values["target"]) if "target" in values else None,
             rounds=int(values.get("rounds", 1)),
             stopped=values.get("stopped"),
@@ -420,45 +384,6 @@ class JobStore:
             by_step.setdefault(step, []).append(pair_id)
         for step, pair_ids in by_step.items():
             self.progress.move(self.key(job_id), pair_ids, step, force=force)
-
-    def plan_next_round(self, job_id: str) -> list[CaptionPair]:
-        """For a job with a target whose planned pairs have all finished short of it: the next round's pairs
-        (written to the store, counted in the total; the caller has them sent), or none when a budget stops
-        the job. Idempotent: a round is planned once, whoever asks."""
-        values = self.redis.hgetall(self.key(job_id))
-        if "target" not in values or values.get("state") in FINAL:
-            return []
-        done, total, number = int(values["done"]), int(values["total"]), int(values.get("rounds", 1))
-        if done < total:
-            return []
-        manifest = self.manifest(job_id)
-        assert manifest is not None
-        decision = next_round(
-            target=int(values["target"]),
-            accepted=int(values["accepted"]),
-            finished=done,
-            planned=total,
-            budget_pairs=int(values["budget_pairs"]),
-            spent_seconds=float(values.get("spent_seconds", 0.0)),
-            budget_seconds=float(values["budget_seconds"]) if "budget_seconds" in values else None,
-        )
-        if not decision:
-            self.stop(job_id, decision.reason)
-            return []
-        if not self.redis.hsetnx(self.key(job_id, "planned"), str(number), time.time()):
-            return []  # another task planned this round
-        pairs = round_pairs(job_id, manifest.request.pairs, total, decision.numbers["size"])
-        self.folder(job_id).write_round(number, pairs)
-        pipe = self.redis.pipeline()
-        pipe.hincrby(self.key(job_id), "total", len(pairs))
-        pipe.hset(self.key(job_id), mapping={"rounds": number + 1, "updated": time.time()})
-        pipe.execute()
-        self.progress.move(self.key(job_id), (pair.id for pair in pairs), FIRST_STEP)
-        self.event(job_id, {"type": "round", "round": number + 1, "size": len(pairs), **decision.numbers})
-        return pairs
-
-    def latest_round(self, job_id: str) -> int:
-        return int(self.redis.hget(self.key(job_id), "rounds") or 1) - 1
 
     def event(self, job_id: str, fields: dict[str, Any]) -> None:
         self.event_log.add(self.key(job_id, "events"), fields)

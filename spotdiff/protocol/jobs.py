@@ -149,6 +149,9 @@ class JobState(StrEnum):
         return self in (JobState.DONE, JobState.CANCELLED)
 
 
+FINAL_STATES = frozenset(state.value for state in JobState if state.final)  # as stored (Redis holds text)
+
+
 class JobStatus(BaseModel):
     id: str
     state: JobState

@@ -17,7 +17,7 @@ from PIL import Image
 from gateway.app import create_app
 from gateway.deps import hash_key
 from spotdiff.settings import Settings
-from tests.kit.test_codec import png_header_only
+from tests.services.kit.test_codec import png_header_only
 
 from .conftest import KEYS, REDIS_URL
 
