@@ -17,11 +17,12 @@ from PIL import Image
 
 from bench.synthetic.dataset import SIZE, SyntheticPair
 from spotdiff.imgdiff.areas import (
+    CropPair,
     Semantics,
-    area_decision,
+    area_scores_needed,
     candidates,
-    select_areas,
-    text_match_crops,
+    decide_areas,
+    zero_size_decision,
 )
 from spotdiff.imgdiff.prior import prior_boxes
 from spotdiff.protocol.common import Box
@@ -112,24 +113,30 @@ def decide(
     nms_iou: float = 0.5,
     max_boxes: int = 10,
 ) -> list[Box]:
-    """The difference areas spotdiff keeps for these proposals, scored by the oracles."""
-    kept: list[tuple[Box, float]] = []
-    for candidate in candidates(proposals_1, proposals_2, SIZE, SIZE).found:
-        source_side, target_side = text_match_crops(candidate, semantics)
-        decision = area_decision(
-            crop_similarity(pair, candidate.box),
-            [holds(pair, source_side, candidate.box, noun) for noun in pair.source_objects],
-            [holds(pair, target_side, candidate.box, noun) for noun in pair.target_objects],
-            text_min=text_min,
-            crop_max=crop_max,
-            semantics=semantics,
-        )
-        if decision:
-            kept.append((candidate.box, decision.numbers["crop_cosine"]))
-    chosen = select_areas(
-        [c for _, c in kept], [b for b, _ in kept], iou_threshold=nms_iou, max_boxes=max_boxes, semantics=semantics
+    """The difference areas spotdiff keeps for these proposals, scored by the oracles: spotdiff's own candidates,
+    zero-size rule and area decisions (`decide_areas`), with oracle scores by name in place of the services'."""
+    proposals = candidates(proposals_1, proposals_2, SIZE, SIZE)
+    if not zero_size_decision(proposals.zero_size, semantics):
+        return []  # ORIG drops the whole pair when a crop is empty
+    found = proposals.found
+    scores = {
+        key: crop_similarity(pair, found[key.candidate].box)
+        if isinstance(key, CropPair)
+        else holds(pair, key.image, found[key.candidate].box, key.word)
+        for key in area_scores_needed(found, pair.source_objects, pair.target_objects, semantics)
+    }
+    selection = decide_areas(
+        found,
+        pair.source_objects,
+        pair.target_objects,
+        scores,
+        text_min=text_min,
+        crop_max=crop_max,
+        nms_iou=nms_iou,
+        max_boxes=max_boxes,
+        semantics=semantics,
     )
-    return [kept[index][0] for index in chosen]
+    return [found[index].box for index in selection.kept]
 
 
 def oracle_path(pair: SyntheticPair, semantics: Semantics = "orig") -> list[Box]:

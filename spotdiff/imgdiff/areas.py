@@ -11,9 +11,11 @@ Two reference variants disagree; ``semantics`` picks one (``orig``, `generate_bb
 - text match, rule: ORIG keeps a box with any score ``> min`` on either side (OR); DJ needs some score
   ``>= min`` on both sides (AND), so an empty object list passes nothing.
 - crop pair differs: ORIG ``cos < max``; DJ ``0 <= cos <= max``.
-- a crop of zero pixels: ORIG drops the whole pair (the reference's CLIP processor fails on it); DJ drops
-  the box.
-- NMS order: ORIG most different (lowest crop cosine) first, ties in input order; DJ input order.
+- a crop of zero pixels (after truncating to whole pixels: a sliver narrower than a pixel may still take one
+  column): ORIG drops the whole pair (the reference's CLIP processor fails on it); DJ raises
+  (``cv2.imwrite`` of an empty image), where spotdiff drops the box instead: a deliberate deviation.
+- NMS order: ORIG most different (lowest crop cosine) first, ties as numpy's default argsort leaves them;
+  DJ input order.
 - cap: ORIG keeps at most ``max_boxes``; DJ has none.
 
 Both use IoU on +1-pixel areas and keep a box whose IoU with every kept box is ``<= nms_iou``.
@@ -22,9 +24,11 @@ Both use IoU on +1-pixel areas and keep a box whose IoU with every kept box is `
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from spotdiff.imgdiff.boxes import clipped, nms
 from spotdiff.imgdiff.decision import Decision
@@ -130,6 +134,70 @@ def area_decision(
     return Decision(True, "difference_area", numbers)
 
 
+@dataclass(frozen=True)
+class CropPair:
+    """What is scored: the cosine of candidate ``candidate``'s two crops (image 1's and image 2's, one place)."""
+
+    candidate: int
+
+
+@dataclass(frozen=True)
+class CropText:
+    """What is scored: image ``image``'s crop of candidate ``candidate`` against the object word ``word``."""
+
+    candidate: int
+    image: ImageSide
+    word: str
+
+
+AreaScore = CropPair | CropText
+
+
+def area_scores_needed(
+    found: Sequence[Candidate], source_objects: Sequence[str], target_objects: Sequence[str], semantics: Semantics
+) -> list[AreaScore]:
+    """Every score `decide_areas` reads, by name: each candidate's crop pair, and the crops `text_match_crops`
+    picks against each source and each target object."""
+    needed: list[AreaScore] = []
+    for index, candidate in enumerate(found):
+        source_side, target_side = text_match_crops(candidate, semantics)
+        needed.append(CropPair(index))
+        needed += [CropText(index, source_side, word) for word in source_objects]
+        needed += [CropText(index, target_side, word) for word in target_objects]
+    return needed
+
+
+@dataclass(frozen=True)
+class BoxDecision:
+    """What became of one candidate (by its index), and why."""
+
+    index: int
+    decision: Decision
+
+    @property
+    def keep(self) -> bool:
+        return self.decision.keep
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason
+
+
+@dataclass(frozen=True)
+class AreaSelection:
+    decisions: list[BoxDecision]  # one per candidate, in the candidates' order
+    kept: list[int]  # the kept candidates' indices, in the order the boxes come out
+
+
+def nms_order(crop_cosines: Sequence[float], semantics: Semantics) -> list[int]:
+    """The order in which NMS visits boxes. ORIG: ascending crop cosine by numpy's default ``argsort`` on the
+    float64 values, as ``iou_filter`` sorts (not a stable sort: tied boxes come out as numpy orders them);
+    DJ: input order."""
+    if semantics == "dj":
+        return list(range(len(crop_cosines)))
+    return [int(index) for index in np.argsort(np.asarray(crop_cosines, dtype=np.float64))]
+
+
 def select_areas(
     crop_cosines: Sequence[float],
     boxes: Sequence[Box],
@@ -139,8 +207,50 @@ def select_areas(
     semantics: Semantics = "orig",
 ) -> list[int]:
     """Indices of the kept boxes after NMS (and, for ORIG, most different first and at most ``max_boxes``)."""
-    if semantics == "dj":
-        return nms(list(boxes), iou_threshold)
-    order = sorted(range(len(boxes)), key=lambda index: crop_cosines[index])
-    kept = nms([boxes[index] for index in order], iou_threshold)
-    return [order[position] for position in kept][:max_boxes]
+    order = nms_order(crop_cosines, semantics)
+    kept = [order[position] for position in nms([boxes[index] for index in order], iou_threshold)]
+    return kept if semantics == "dj" else kept[:max_boxes]
+
+
+def decide_areas(
+    found: Sequence[Candidate],
+    source_objects: Sequence[str],
+    target_objects: Sequence[str],
+    scores: Mapping[AreaScore, float],
+    *,
+    text_min: float,
+    crop_max: float,
+    nms_iou: float,
+    max_boxes: int,
+    semantics: Semantics = "orig",
+) -> AreaSelection:
+    """Stage 4 for every candidate, from its scores by name (`area_scores_needed`): the per-box test, then NMS
+    and the cap over the boxes that passed. Each candidate's decision says which rule decided it."""
+    decisions: dict[int, Decision] = {}
+    passed: list[int] = []
+    for index, candidate in enumerate(found):
+        source_side, target_side = text_match_crops(candidate, semantics)
+        decision = area_decision(
+            scores[CropPair(index)],
+            [scores[CropText(index, source_side, word)] for word in source_objects],
+            [scores[CropText(index, target_side, word)] for word in target_objects],
+            text_min=text_min,
+            crop_max=crop_max,
+            semantics=semantics,
+        )
+        decisions[index] = decision
+        if decision:
+            passed.append(index)
+    cosines = [scores[CropPair(index)] for index in passed]
+    order = nms_order(cosines, semantics)
+    after_nms = [passed[order[position]] for position in nms([found[passed[i]].box for i in order], nms_iou)]
+    kept = after_nms if semantics == "dj" else after_nms[:max_boxes]
+    for index in passed:
+        numbers = decisions[index].numbers
+        if index in kept:
+            continue
+        if index in after_nms:
+            decisions[index] = Decision(False, "over_max_boxes", {**numbers, "max_boxes": max_boxes})
+        else:
+            decisions[index] = Decision(False, "overlaps_a_kept_box", {**numbers, "nms_iou": nms_iou})
+    return AreaSelection([BoxDecision(index, decisions[index]) for index in range(len(found))], kept)

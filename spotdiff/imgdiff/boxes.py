@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from spotdiff.protocol.common import Box
 
 
@@ -31,9 +33,15 @@ def format_coordinate(value: float) -> str:
     return str(round(value, 2)).ljust(4, "0")
 
 
-def normalised_box(box: Box, width: int, height: int) -> str:
-    """The box divided by the image size, written as the reference's prompts and records write it."""
-    values = (box.x1 / width, box.y1 / height, box.x2 / width, box.y2 / height)
+def normalised_box(box: Box, width: int, height: int, *, float32: bool = False) -> str:
+    """The box divided by the image size, written as the reference's prompts and records write it. ORIG
+    divides Python floats (float64); Data-Juicer's boxes are float32 arrays, so it divides and rounds in float32
+    (``float32=True``), which can write another last digit: 0.445 is 0.45 in float64 and 0.44 in float32."""
+    pairs = ((box.x1, width), (box.y1, height), (box.x2, width), (box.y2, height))
+    if float32:
+        values = [float(np.float32(value) / np.float32(size)) for value, size in pairs]
+    else:
+        values = [value / size for value, size in pairs]
     return "[" + ", ".join(format_coordinate(value) for value in values) + "]"
 
 
@@ -48,10 +56,11 @@ def grown(box: Box, pixels: float, width: int, height: int) -> Box:
 
 
 def clipped(box: Box, width: int, height: int) -> Box | None:
-    """The part of the box inside the image, or None when less than a pixel is left."""
+    """The box clamped to the image, or None when nothing of it is inside. A sliver narrower than a pixel is
+    kept: whether its crop takes any pixel is `areas.crop_box`'s to say, as the reference truncates."""
     x1, y1 = min(max(box.x1, 0), width), min(max(box.y1, 0), height)
     x2, y2 = min(max(box.x2, 0), width), min(max(box.y2, 0), height)
-    if x2 - x1 < 1 or y2 - y1 < 1:
+    if x2 <= x1 or y2 <= y1:
         return None
     return Box(x1=x1, y1=y1, x2=x2, y2=y2)
 

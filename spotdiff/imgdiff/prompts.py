@@ -1,7 +1,8 @@
-"""The reference's prompts, verbatim."""
+"""The reference's prompts, verbatim, and what else the semantics' steps send the models."""
 
 from __future__ import annotations
 
+from spotdiff.imgdiff.areas import Semantics
 from spotdiff.imgdiff.boxes import normalised_box
 from spotdiff.protocol.common import Box
 
@@ -27,8 +28,19 @@ TRAINING_QUESTION = (
 )
 
 
-def region_label_prompt(box: Box, width: int, height: int) -> str:
-    return REGION_LABEL_PROMPT.format(box=normalised_box(box, width, height))
+def region_label_prompt(box: Box, width: int, height: int, semantics: Semantics = "orig") -> str:
+    """Stage 1's prompt for one box: its normalised coordinates as the semantics' reference computes them."""
+    return REGION_LABEL_PROMPT.format(box=normalised_box(box, width, height, float32=semantics == "dj"))
+
+
+#: Data-Juicer's Prompt-to-Prompt mapper always passes these replacement weights (they matter only when the
+#: word is in a caption); ORIG passes none.
+DJ_CROSS_REPLACE_WORDS: dict[str, float] = {"confetti": 0.8}
+
+
+def cross_replace_words(semantics: Semantics) -> dict[str, float]:
+    """The per-word cross-attention replacement weights the semantics' generation step passes."""
+    return dict(DJ_CROSS_REPLACE_WORDS) if semantics == "dj" else {}
 
 
 def difference_caption_prompt(label_left: str, label_right: str, wording: str = "reference") -> str:

@@ -12,23 +12,33 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
 from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.imgdiff.areas import (
-    area_decision,
+    AreaScore,
+    CropPair,
+    CropText,
+    area_scores_needed,
     candidates,
+    decide_areas,
     pair_window,
-    select_areas,
     text_match_crops,
     zero_size_decision,
 )
 from spotdiff.imgdiff.boxes import normalised_box
-from spotdiff.imgdiff.labels import label_crop_box, label_decision, select_label_boxes
+from spotdiff.imgdiff.labels import (
+    LabelPair,
+    LabelScore,
+    decide_labels,
+    label_crop_box,
+    label_scores_needed,
+    select_label_boxes,
+)
 from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.prior import prior_boxes
-from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
+from spotdiff.imgdiff.prompts import cross_replace_words, difference_caption_prompt, region_label_prompt
 from spotdiff.imgdiff.render import png_bytes, red_boxed, side_by_side
 from spotdiff.pipeline.graph import FIRST_STEP, next_step
 from spotdiff.pipeline.record import pair_record, service_models
@@ -40,6 +50,8 @@ from spotdiff.protocol.regions import Prompt, PromptedRequest
 from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 from spotdiff.settings import Settings
 from spotdiff.storage import ArtifactStore
+
+K = TypeVar("K", bound=Hashable)
 
 
 class Rejected(Exception):
@@ -106,6 +118,12 @@ class PairPipeline:
         )
         return [score for response in responses for score in response.scores]
 
+    async def scored(self, run: PairRun, keys: Sequence[K], operands: Callable[[K], ScorePair]) -> dict[K, float]:
+        """Each key's score: the pair ``operands`` makes of it, scored on this pair's images. Decisions read
+        scores by what they score, never by position."""
+        scores = await self.cosine(run, [operands(key) for key in keys])
+        return dict(zip(keys, scores, strict=True))
+
     async def run(self, pair: CaptionPair) -> SampleRecord:
         """Every step in order; a rejection stops the pair with its reason. Transient failures raise `PairFailed`."""
         run = PairRun(pair=pair)
@@ -165,7 +183,12 @@ class PairPipeline:
     async def generate(self, run: PairRun) -> None:
         pair = run.pair
         response = await self.clients.generation.pair(
-            PairRequest(source=pair.source, target=pair.target, seed=pair.seed)
+            PairRequest(
+                source=pair.source,
+                target=pair.target,
+                seed=pair.seed,
+                cross_replace_words=cross_replace_words(self.config.semantics) or None,
+            )
         )
         run.seed, run.params = response.seed, response.params
         raw = (base64.b64decode(response.source_image), base64.b64decode(response.target_image))
@@ -225,49 +248,42 @@ class PairPipeline:
     # stage 4
     async def find_areas(self, run: PairRun) -> None:
         proposals = run.candidates
-        pairs: list[ScorePair] = []
         semantics = self.config.semantics
-        for candidate in proposals:
-            source_crop, target_crop = (str(side) for side in text_match_crops(candidate, semantics))
-            box = candidate.box
-            pairs.append(ScorePair(a=Operand(image="1", box=box), b=Operand(image="2", box=box)))
-            pairs += [ScorePair(a=Operand(image=source_crop, box=box), b=Operand(text=w)) for w in run.source_objects]
-            pairs += [ScorePair(a=Operand(image=target_crop, box=box), b=Operand(text=w)) for w in run.target_objects]
-        scores = iter(await self.cosine(run, pairs))
-        areas: list[Area] = []
-        reasons: Counter[str] = Counter()
-        for candidate in proposals:
-            crop_cosine = next(scores)
-            text_1 = [next(scores) for _ in run.source_objects]
-            text_2 = [next(scores) for _ in run.target_objects]
-            decision = area_decision(
-                crop_cosine,
-                text_1,
-                text_2,
-                text_min=self.config.text_match_min,
-                crop_max=self.config.crop_cosine_max,
-                semantics=semantics,
-            )
-            reasons[decision.reason] += 1
-            if decision:
-                areas.append(
-                    Area(
-                        candidate,
-                        crop_cosine,
-                        decision.numbers["text_match"],
-                        dict(zip(run.source_objects, text_1, strict=True)),
-                        dict(zip(run.target_objects, text_2, strict=True)),
-                    )
-                )
-        kept = select_areas(
-            [area.crop_cosine for area in areas],
-            [area.candidate.box for area in areas],
-            iou_threshold=self.config.nms_iou,
+
+        def operands(key: AreaScore) -> ScorePair:
+            box = proposals[key.candidate].box
+            if isinstance(key, CropPair):
+                return ScorePair(a=Operand(image="1", box=box), b=Operand(image="2", box=box))
+            return ScorePair(a=Operand(image=str(key.image), box=box), b=Operand(text=key.word))
+
+        needed = area_scores_needed(proposals, run.source_objects, run.target_objects, semantics)
+        scores = await self.scored(run, needed, operands)
+        selection = decide_areas(
+            proposals,
+            run.source_objects,
+            run.target_objects,
+            scores,
+            text_min=self.config.text_match_min,
+            crop_max=self.config.crop_cosine_max,
+            nms_iou=self.config.nms_iou,
             max_boxes=self.config.max_boxes,
             semantics=semantics,
         )
-        run.areas = [areas[index] for index in kept]
+        run.areas = []
+        for index in selection.kept:
+            decision = selection.decisions[index].decision
+            source_side, target_side = text_match_crops(proposals[index], semantics)
+            run.areas.append(
+                Area(
+                    proposals[index],
+                    scores[CropPair(index)],
+                    decision.numbers["text_match"],
+                    {word: scores[CropText(index, source_side, word)] for word in run.source_objects},
+                    {word: scores[CropText(index, target_side, word)] for word in run.target_objects},
+                )
+            )
         if not run.areas:
+            reasons = Counter(decided.reason for decided in selection.decisions)
             raise _reject(
                 Stage.DIFFERENCE_AREAS,
                 "no_difference_area",
@@ -300,50 +316,41 @@ class PairPipeline:
         requests = [
             CaptionRequest(
                 image=image,
-                prompt=region_label_prompt(area.candidate.box, width, height),
+                prompt=region_label_prompt(area.candidate.box, width, height, semantics),
                 max_new_tokens=self.config.label_max_new_tokens,
             )
             for area in sized
             for image in pictures.encoded
         ]
         answers = await asyncio.gather(*(self.clients.captioning.caption(request) for request in requests))
-        pairs: list[ScorePair] = []
+        labels = [(answers[2 * index].text, answers[2 * index + 1].text) for index in range(len(sized))]
+
+        def operands(key: LabelScore) -> ScorePair:
+            first, second = labels[key.box]
+            if isinstance(key, LabelPair):
+                return ScorePair(a=Operand(text=first), b=Operand(text=second))
+            crop = label_crop_box(sized[key.box].candidate.box, width, height, semantics)
+            return ScorePair(a=Operand(image=str(key.image), box=crop), b=Operand(text=(first, second)[key.image - 1]))
+
+        scores = await self.scored(run, label_scores_needed(len(sized)), operands)
+        decisions = decide_labels(
+            labels,
+            scores,
+            cosine_max=self.config.label_cosine_max,
+            match_min=self.config.label_match_min,
+            semantics=semantics,
+        )
         for index, area in enumerate(sized):
-            area.label_source, area.label_target = answers[2 * index].text, answers[2 * index + 1].text
-            crop = label_crop_box(area.candidate.box, width, height, semantics)
-            source_text, target_text = area.label_source or "-", area.label_target or "-"
-            pairs += [
-                ScorePair(a=Operand(text=source_text), b=Operand(text=target_text)),
-                ScorePair(a=Operand(image="1", box=crop), b=Operand(text=source_text)),
-                ScorePair(a=Operand(image="2", box=crop), b=Operand(text=target_text)),
-            ]
-        scores = await self.cosine(run, pairs)
-        kept: list[Area] = []
-        reasons: Counter[str] = Counter()
-        for index, area in enumerate(sized):
-            label_cosine, match_1, match_2 = scores[3 * index : 3 * index + 3]
-            decision = label_decision(
-                area.label_source or "",
-                area.label_target or "",
-                label_cosine,
-                match_1,
-                match_2,
-                cosine_max=self.config.label_cosine_max,
-                match_min=self.config.label_match_min,
-                semantics=semantics,
-            )
-            reasons[decision.reason] += 1
-            area.label_cosine = label_cosine
-            if decision:
-                kept.append(area)
-        if not kept:
+            area.label_source, area.label_target = labels[index]
+            area.label_cosine = scores[LabelPair(index)]
+        run.areas = [sized[decided.index] for decided in decisions if decided.keep]
+        if not run.areas:
             raise _reject(
                 Stage.REGION_LABELS,
                 "labels_filtered",
                 "no region kept labels that differ and match their crops",
-                {"labelled": len(sized), "reasons": dict(reasons)},
+                {"labelled": len(sized), "reasons": dict(Counter(decided.reason for decided in decisions))},
             )
-        run.areas = kept
 
     # stage 6
     async def caption_differences(self, run: PairRun) -> None:

@@ -20,7 +20,7 @@ class Operand(BaseModel):
 
     image: str | None = None
     box: Box | None = None
-    text: str | None = Field(default=None, min_length=1, max_length=1000)
+    text: str | None = Field(default=None, max_length=1000, description="may be empty: an empty label is scored too")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Operand:

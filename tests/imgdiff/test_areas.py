@@ -1,12 +1,18 @@
 """Each decision step of the difference-area stage, in both semantics, on hand-computed cases."""
 
+import numpy as np
 import pytest
 
 from spotdiff.imgdiff.areas import (
+    AreaScore,
     Candidate,
+    CropPair,
+    CropText,
     area_decision,
+    area_scores_needed,
     candidates,
     crop_box,
+    decide_areas,
     pair_window,
     select_areas,
     text_match_crops,
@@ -92,6 +98,7 @@ class TestAreaDecision:
     def test_dj_crop_window_is_closed_from_zero(self) -> None:
         assert area_decision(0.85, [0.9], [0.9], text_min=0.4, crop_max=0.85, semantics="dj").keep
         assert area_decision(-0.01, [0.9], [0.9], text_min=0.4, crop_max=0.85, semantics="dj").reason == "crops_alike"
+        assert area_decision(0.0, [0.9], [0.9], text_min=0.4, crop_max=0.85, semantics="dj").keep  # closed at 0
 
 
 class TestSelectAreas:
@@ -102,8 +109,17 @@ class TestSelectAreas:
         assert select_areas([0.8, 0.2, 0.5], self.boxes, iou_threshold=0.5, max_boxes=10) == [1, 2]
         assert select_areas([0.8, 0.2, 0.5], self.boxes, iou_threshold=0.5, max_boxes=1) == [1]
 
-    def test_orig_ties_keep_input_order(self) -> None:
+    def test_orig_ties_keep_input_order_among_few_boxes(self) -> None:
         assert select_areas([0.5, 0.5, 0.5], self.boxes, iou_threshold=0.5, max_boxes=10) == [0, 2]
+
+    def test_orig_ties_among_many_boxes_come_out_as_numpy_argsort_orders_them(self) -> None:
+        # 20 apart boxes, a third at 0.4 and the rest tied at 0.5: the script's np.argsort is no stable sort
+        cosines = [0.5 if index % 3 else 0.4 for index in range(20)]
+        apart = [box(30 * index, 0, 30 * index + 20, 20) for index in range(20)]
+        kept = select_areas(cosines, apart, iou_threshold=0.5, max_boxes=10)
+        stable = sorted(range(20), key=lambda index: cosines[index])[:10]
+        assert kept == [int(index) for index in np.argsort(np.asarray(cosines))][:10]
+        assert kept != stable and set(kept) != set(stable)  # the cap keeps other boxes than a stable sort would
 
     def test_dj_keeps_input_order_and_no_cap(self) -> None:
         assert select_areas([0.8, 0.2, 0.5], self.boxes, iou_threshold=0.5, max_boxes=1, semantics="dj") == [0, 2]
@@ -121,3 +137,50 @@ class TestSelectAreas:
 def test_every_decision_names_its_numbers(semantics: str) -> None:
     decision = area_decision(0.9, [0.1], [0.2], text_min=0.35, crop_max=0.85, semantics=semantics)  # type: ignore[arg-type]
     assert set(decision.numbers) >= {"crop_cosine", "text_match", "text_min", "crop_max"}
+
+
+def test_a_sliver_narrower_than_a_pixel_still_crops_one_column() -> None:
+    # x1 = 216.75, x2 = 217.25 truncate to 216..217: the reference crops that column and goes on
+    found = candidates([box(216.75, 10, 217.25, 40)], [], 512, 512)
+    assert found.zero_size == 0 and crop_box(found.found[0].box) == box(216, 10, 217, 40)
+    # a sliver inside one pixel column truncates to nothing: zero-size, as before
+    assert candidates([box(216.25, 10, 216.75, 40)], [], 512, 512).zero_size == 1
+
+
+def scores_by_name(found: list[Candidate], crop: list[float], text: dict[tuple[int, int, str], float]) -> dict:
+    scores: dict[AreaScore, float] = {CropPair(index): value for index, value in enumerate(crop)}
+    scores.update({CropText(index, image, word): value for (index, image, word), value in text.items()})
+    return scores
+
+
+@pytest.mark.parametrize("semantics", ["orig", "dj"])
+def test_area_decisions_read_each_score_by_name_and_say_which_rule_decided(semantics: str) -> None:
+    found = [Candidate(box(0, 0, 10, 10), 1), Candidate(box(1, 1, 10, 10), 1), Candidate(box(50, 50, 60, 60), 2)]
+    needed = area_scores_needed(found, ["dog"], ["cat"], semantics)  # type: ignore[arg-type]
+    text = {}
+    for key in needed:
+        if isinstance(key, CropText):
+            # only the crop a semantics pairs with each object shows it: a swapped pairing fails every box
+            shown = (key.image, key.word) in {
+                (text_match_crops(found[key.candidate], semantics)[0], "dog"),  # type: ignore[arg-type]
+                (text_match_crops(found[key.candidate], semantics)[1], "cat"),
+            }  # type: ignore[arg-type]
+            text[(key.candidate, key.image, key.word)] = 0.9 if shown else 0.1
+    scores = scores_by_name(found, [0.5, 0.3, 0.95], text)
+    selection = decide_areas(
+        found, ["dog"], ["cat"], scores, text_min=0.35, crop_max=0.85, nms_iou=0.5, max_boxes=10, semantics=semantics
+    )  # type: ignore[arg-type]
+    reasons = [decided.reason for decided in selection.decisions]
+    if semantics == "orig":  # box 1 is more different and wins the overlap
+        assert selection.kept == [1] and reasons == ["overlaps_a_kept_box", "difference_area", "crops_alike"]
+    else:  # input order: box 0 wins
+        assert selection.kept == [0] and reasons == ["difference_area", "overlaps_a_kept_box", "crops_alike"]
+    assert set(scores) == set(needed)
+
+
+def test_the_cap_is_a_reason_of_its_own() -> None:
+    found = [Candidate(box(30 * index, 0, 30 * index + 20, 20), 1) for index in range(3)]
+    scores = scores_by_name(found, [0.3, 0.1, 0.2], {(index, 1, "dog"): 0.9 for index in range(3)})
+    scores.update({CropText(index, 2, "cat"): 0.1 for index in range(3)})
+    selection = decide_areas(found, ["dog"], ["cat"], scores, text_min=0.35, crop_max=0.85, nms_iou=0.5, max_boxes=2)
+    assert selection.kept == [1, 2] and selection.decisions[0].reason == "over_max_boxes"

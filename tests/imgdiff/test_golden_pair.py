@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from bench.regions import GOLDEN, REFERENCE_BOXES
-from spotdiff.imgdiff.areas import Candidate, area_decision, select_areas, text_match_crops
+from spotdiff.imgdiff.areas import Candidate, CropPair, area_scores_needed, decide_areas
 from spotdiff.imgdiff.boxes import from_centre, iou, normalised_box, to_centre
 from spotdiff.imgdiff.objects import changed_objects
 
@@ -34,7 +34,8 @@ def test_the_reference_boxes_convert_and_lie_on_the_object(pair: tuple[Image.Ima
     [
         # ORIG scores an image-2 box's own crop (a boat) against the source objects (plane, sky): it fails
         ("orig", ["difference_area", "no_text_match"]),
-        ("dj", ["difference_area", "difference_area"]),
+        # DJ pairs image 2's crop with the target objects: both pass, and NMS keeps the first
+        ("dj", ["difference_area", "overlaps_a_kept_box"]),
     ],
 )
 def test_the_area_decision_keeps_one_box_for_the_object(semantics: str, reasons: list[str]) -> None:
@@ -46,30 +47,24 @@ def test_the_area_decision_keeps_one_box_for_the_object(semantics: str, reasons:
     candidates = [Candidate(boxes[0], 1), Candidate(boxes[1], 2)]
     crop_cosines = [0.62, 0.58]  # oracle: the crops hold a plane and a boat, so they differ
 
-    def oracle_text(image: int, objects: list[str]) -> list[float]:
-        shown = {1: {"plane", "sky"}, 2: {"boat", "ocean"}}[image]
-        return [0.9 if word in shown else 0.1 for word in objects]
-
-    decisions = []
-    for candidate, crop_cosine in zip(candidates, crop_cosines, strict=True):
-        source_side, target_side = text_match_crops(candidate, semantics)  # type: ignore[arg-type]
-        decisions.append(
-            area_decision(
-                crop_cosine,
-                oracle_text(source_side, source_objects),
-                oracle_text(target_side, target_objects),
-                text_min=0.35 if semantics == "orig" else 0.4,
-                crop_max=0.85,
-                semantics=semantics,  # type: ignore[arg-type]
-            )
-        )
-    assert [decision.reason for decision in decisions] == reasons
-    survivors = [index for index, decision in enumerate(decisions) if decision.keep]
-    kept = select_areas(
-        [crop_cosines[i] for i in survivors],
-        [boxes[i] for i in survivors],
-        iou_threshold=0.5,
+    shown = {1: {"plane", "sky"}, 2: {"boat", "ocean"}}  # oracle: what each image's crops hold
+    needed = area_scores_needed(candidates, source_objects, target_objects, semantics)  # type: ignore[arg-type]
+    scores = {
+        key: crop_cosines[key.candidate]
+        if isinstance(key, CropPair)
+        else (0.9 if key.word in shown[key.image] else 0.1)
+        for key in needed
+    }
+    selection = decide_areas(
+        candidates,
+        source_objects,
+        target_objects,
+        scores,
+        text_min=0.35 if semantics == "orig" else 0.4,
+        crop_max=0.85,
+        nms_iou=0.5,
         max_boxes=10,
         semantics=semantics,  # type: ignore[arg-type]
     )
-    assert [survivors[i] for i in kept] == [0]  # one box for the one object (NMS drops the overlapping one)
+    assert [decided.reason for decided in selection.decisions] == reasons
+    assert selection.kept == [0]  # one box for the one object (NMS drops the overlapping one)

@@ -1,6 +1,15 @@
 """Stage 5: which boxes are labelled, where labels are checked, which labels stay, in both semantics."""
 
-from spotdiff.imgdiff.labels import label_box_decision, label_crop_box, label_decision, select_label_boxes
+from spotdiff.imgdiff.labels import (
+    LabelMatch,
+    LabelPair,
+    decide_labels,
+    label_box_decision,
+    label_crop_box,
+    label_decision,
+    label_scores_needed,
+    select_label_boxes,
+)
 from spotdiff.protocol import Box
 
 LIMITS = {"min_area_fraction": 1 / 400, "max_area_fraction": 1 / 10}
@@ -53,5 +62,58 @@ def test_dj_label_filters_are_closed_and_actually_filter() -> None:
     )
 
 
-def test_an_empty_label_never_passes() -> None:
-    assert label_decision("", "a cat", 0.1, 0.9, 0.9, cosine_max=0.85, match_min=0.35).reason == "empty_label"
+def test_an_empty_label_is_scored_in_orig_and_passes_in_dj() -> None:
+    # ORIG has no rule for it: its scores decide, as for any label
+    assert label_decision("", "a cat", 0.1, 0.9, 0.9, cosine_max=0.85, match_min=0.35).reason == "labels_differ"
+    assert label_decision("", "a cat", 0.1, 0.2, 0.9, cosine_max=0.85, match_min=0.35).reason == (
+        "label_does_not_match_crop"
+    )
+    # DJ's text-pair filter gives an empty text empty stats, which pass; whatever the scores say
+    dj = label_decision("", "a cat", 0.99, 0.0, 0.0, cosine_max=0.8, match_min=0.4, semantics="dj")
+    assert dj.keep and dj.reason == "empty_label_passes"
+
+
+def scores_for(*boxes: tuple[float, float, float]) -> dict:
+    """Scores by name: (label cosine, match in image 1, match in image 2) per labelled box."""
+    return {
+        key: value
+        for box, (cosine, match_1, match_2) in enumerate(boxes)
+        for key, value in ((LabelPair(box), cosine), (LabelMatch(box, 1), match_1), (LabelMatch(box, 2), match_2))
+    }
+
+
+def test_dj_keeps_a_box_whose_labels_are_among_the_passing_ones_orig_decides_each_alone() -> None:
+    labels = [("a dog", "a cat"), ("a dog", "a cat"), ("a cup", "a mug")]
+    scores = scores_for((0.5, 0.9, 0.9), (0.95, 0.9, 0.9), (0.95, 0.9, 0.9))  # box 1 and 2: labels too alike
+    orig = decide_labels(labels, scores, cosine_max=0.85, match_min=0.35)
+    assert [d.reason for d in orig] == ["labels_differ", "labels_alike", "labels_alike"]
+    dj = decide_labels(labels, scores, cosine_max=0.85, match_min=0.35, semantics="dj")
+    assert [d.reason for d in dj] == ["labels_differ", "labels_among_passing", "labels_alike"]
+    assert dj[1].decision.numbers["failed_alone"] == "labels_alike"
+    # membership is per side: the first label must be among the first labels, the second among the second
+    crossed = [("a dog", "a cat"), ("a dog", "a mug")]
+    mixed = decide_labels(
+        crossed, scores_for((0.5, 0.9, 0.9), (0.95, 0.9, 0.9)), cosine_max=0.85, match_min=0.35, semantics="dj"
+    )
+    assert [d.keep for d in mixed] == [True, False]
+
+
+def test_label_decisions_read_each_score_by_name() -> None:
+    labels = [("a dog", "a cat"), ("a cup", "a mug")]
+    scores = scores_for((0.5, 0.9, 0.1), (0.5, 0.1, 0.9))  # box 0 fails in image 2, box 1 in image 1
+    decided = decide_labels(labels, scores, cosine_max=0.85, match_min=0.35)
+    assert [(d.index, d.reason) for d in decided] == [
+        (0, "label_does_not_match_crop"),
+        (1, "label_does_not_match_crop"),
+    ]
+    assert decided[0].decision.numbers["label_match_2"] == 0.1 and decided[1].decision.numbers["label_match_1"] == 0.1
+    assert label_scores_needed(2) == list(scores)
+
+
+def test_the_area_rules_keep_a_box_of_exactly_the_limit() -> None:
+    # 400 x 400: ORIG's smallest box is 400 / 400 = 400 px (kept at 400), DJ's largest 16000 px (kept at 16000)
+    limits = {"min_area_fraction": 1 / 400, "max_area_fraction": 1 / 10}
+    assert label_box_decision(Box(x1=0, y1=0, x2=20, y2=20), 400, 400, **limits).keep
+    assert not label_box_decision(Box(x1=0, y1=0, x2=20, y2=19.9), 400, 400, **limits).keep
+    assert label_box_decision(Box(x1=0, y1=0, x2=160, y2=100), 400, 400, **limits, semantics="dj").keep
+    assert not label_box_decision(Box(x1=0, y1=0, x2=160, y2=100.1), 400, 400, **limits, semantics="dj").keep

@@ -1,7 +1,7 @@
 from PIL import Image
 
 from spotdiff.imgdiff.objects import changed_objects
-from spotdiff.imgdiff.prompts import difference_caption_prompt, region_label_prompt
+from spotdiff.imgdiff.prompts import cross_replace_words, difference_caption_prompt, region_label_prompt
 from spotdiff.imgdiff.render import red_boxed, side_by_side
 from spotdiff.protocol import Box
 
@@ -74,3 +74,19 @@ def test_difference_prompt_wordings() -> None:
         "is: a cat. What is their difference? Answer with a few concise sentences."
     )
     assert TRAINING_QUESTION.startswith("Analyse the the left image") and TRAINING_QUESTION.endswith("sentences.")
+
+
+def test_dj_writes_the_normalised_box_in_float32() -> None:
+    # 445 / 1000 is 0.445000...006 in float64 (rounds to 0.45) and 0.444999... in float32 (rounds to 0.44)
+    box = Box(x1=445, y1=100, x2=600, y2=700)
+    assert region_label_prompt(box, 1000, 1000) == (
+        "Please provide a clear description for this region: [0.45, 0.10, 0.60, 0.70]."
+    )
+    assert region_label_prompt(box, 1000, 1000, "dj") == (
+        "Please provide a clear description for this region: [0.44, 0.10, 0.60, 0.70]."
+    )
+
+
+def test_dj_generation_always_passes_its_confetti_weight() -> None:
+    assert cross_replace_words("dj") == {"confetti": 0.8}
+    assert cross_replace_words("orig") == {}

@@ -97,3 +97,18 @@ async def test_image_text_pairs_use_blips_itc_cosine(clients: ServiceClients, se
     with torch.no_grad():
         itc = blip(**inputs, use_itm_head=False).itm_score
     assert response.scores == pytest.approx([float(itc[0, 0]), float(itc[1, 1])], abs=1e-5)
+
+
+async def test_an_empty_text_is_scored_like_any_other(clients: ServiceClients) -> None:
+    """An empty region label is scored, as the reference scores it (its text filters take any string)."""
+    request = CosineRequest(
+        images=IMAGES,
+        pairs=[
+            ScorePair(a=Operand(text=""), b=Operand(text="a cat")),
+            ScorePair(a=image("a", [0, 0, 32, 32]), b=Operand(text="")),
+            ScorePair(a=Operand(text=""), b=Operand(text="")),
+        ],
+    )
+    scores = (await clients.similarity.cosine(request)).scores
+    assert all(-1.0 - 1e-5 <= score <= 1.0 + 1e-5 for score in scores)
+    assert scores[2] == pytest.approx(1.0, abs=1e-5)
