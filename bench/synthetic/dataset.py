@@ -251,7 +251,8 @@ def make_pair(tier: str, index: int, seed: int = 0) -> SyntheticPair:
         objects_2=objects_2,
         changed=changed,
         source=_caption(source_names),
-        target=_caption(target_names),
+        # a distractor's captions differ in a word that is no object, as a submitted pair's must differ
+        target=_caption(target_names) if changed is not None else _caption(target_names).replace("photo", "picture"),
         source_objects=source_objects,
         target_objects=target_objects,
     )

@@ -5,32 +5,38 @@
 - text match: does the crop hold the named sprite (most of the sprite inside, and the sprite a fair share of
   the crop, as a CLIP-like score would need): 0.9, else 0.1;
 - crop similarity: SSIM of the two crops' luminance, standing in for the CLIP crop cosine.
-The decisions themselves are spotdiff's own (`spotdiff.imgdiff.areas`), unchanged.
+The oracles answer as the services would (`oracle_clients`) and `PairPipeline` itself runs the pair up to its
+difference areas: the decisions and their composition are the pipeline's own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import io
+import json
 import random
+import tempfile
+from typing import Any
 
+import httpx
 import numpy as np
 from PIL import Image
 
 from bench.synthetic.dataset import SIZE, SyntheticPair
-from spotdiff.imgdiff.areas import (
-    CropPair,
-    Semantics,
-    area_scores_needed,
-    candidates,
-    decide_areas,
-    zero_size_decision,
-)
-from spotdiff.imgdiff.prior import prior_boxes
+from spotdiff.clients import CaptioningClient, GenerationClient, RegionsClient, ServiceClients, SimilarityClient
+from spotdiff.imgdiff.areas import Semantics
+from spotdiff.pipeline import STEPS, PairPipeline, PairRun
+from spotdiff.protocol import CaptionPair, Stage
 from spotdiff.protocol.common import Box
+from spotdiff.settings import Settings
+from spotdiff.storage import ArtifactStore
 
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 HOLDS_SHARE = 0.5  # the sprite fills at least this much of the crop: the crop is "of" it, as CLIP would see it
 SSIM_SIDE = 12  # crops are compared at this size, so that a pixel of noise is not a difference
 MAX_SHIFT = 4
+PAIR_COSINE = 0.95  # every synthetic pair is inside the similarity window: the benchmark is about the areas
 
 
 def _intersection(a: Box, b: Box) -> float:
@@ -102,48 +108,99 @@ def crop_similarity(pair: SyntheticPair, box: Box) -> float:
     return max(_ssim(first, luminance(pair.image_2, dx, dy)) for dx in shifts for dy in shifts)
 
 
-def decide(
-    pair: SyntheticPair,
-    proposals_1: list[Box],
-    proposals_2: list[Box],
-    *,
-    semantics: Semantics = "orig",
-    text_min: float = 0.35,
-    crop_max: float = 0.85,
-    nms_iou: float = 0.5,
-    max_boxes: int = 10,
-) -> list[Box]:
-    """The difference areas spotdiff keeps for these proposals, scored by the oracles: spotdiff's own candidates,
-    zero-size rule and area decisions (`decide_areas`), with oracle scores by name in place of the services'."""
-    proposals = candidates(proposals_1, proposals_2, SIZE, SIZE)
-    if not zero_size_decision(proposals.zero_size, semantics):
-        return []  # ORIG drops the whole pair when a crop is empty
-    found = proposals.found
-    scores = {
-        key: crop_similarity(pair, found[key.candidate].box)
-        if isinstance(key, CropPair)
-        else holds(pair, key.image, found[key.candidate].box, key.word)
-        for key in area_scores_needed(found, pair.source_objects, pair.target_objects, semantics)
-    }
-    selection = decide_areas(
-        found,
-        pair.source_objects,
-        pair.target_objects,
-        scores,
-        text_min=text_min,
-        crop_max=crop_max,
-        nms_iou=nms_iou,
-        max_boxes=max_boxes,
-        semantics=semantics,
+def _png_b64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def oracle_clients(pair: SyntheticPair) -> ServiceClients:
+    """The four services as the oracles answer them, behind the real clients (httpx mock transports):
+    generation returns the pair's images, regions the oracle proposals, similarity the oracle scores (a pair
+    inside the similarity window, SSIM for a crop pair, `holds` for a crop against a word). Captioning is not
+    needed: the benchmark stops after the difference areas."""
+    encoded = {1: _png_b64(pair.image_1), 2: _png_b64(pair.image_2)}
+    proposals = dict(zip((1, 2), oracle_proposals(pair), strict=True))
+    params = {"height": SIZE, "width": SIZE, "num_inference_steps": 1, "guidance_scale": 7.5, "edit": "refine",
+              "cross_replace": 1.0, "cross_replace_words": {}, "self_replace": 0.4}  # fmt: skip
+
+    def score(operands: dict[str, Any]) -> float:
+        a, b = operands["a"], operands["b"]
+        box = Box(**a["box"]) if a.get("box") else None
+        if b.get("image") is not None:
+            return PAIR_COSINE if box is None else crop_similarity(pair, box)
+        assert box is not None, "the areas stage scores crops, not whole images, against words"
+        return holds(pair, int(a["image"]), box, b["text"])
+
+    def answer(service: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == "/v1/info":
+            return {"service": service, "model_id": "oracle", "revision": "0", "dtype": "none", "device": "none",
+                    "max_batch_size": 1, "max_wait_ms": 0, "max_queue": 1, "extra": {}}  # fmt: skip
+        if service == "generation":
+            return {"source_image": encoded[1], "target_image": encoded[2], "seed": 0, "params": params,
+                    "model_id": "oracle", "revision": "0"}  # fmt: skip
+        if service == "regions":
+            image = 1 if body["image"] == encoded[1] else 2
+            found = [{"box": box.model_dump(), "area": 1, "predicted_iou": 1.0, "stability_score": 1.0}
+                     for box in proposals[image]]  # fmt: skip
+            return {"proposals": found, "width": SIZE, "height": SIZE, "model_id": "oracle"}
+        if service == "similarity":
+            return {"scores": [score(p) for p in body["pairs"]], "model_id": "oracle", "image_text_scorer": "oracle"}
+        raise AssertionError(f"the benchmark does not call {service}")
+
+    def transport(service: str) -> httpx.MockTransport:
+        def handle(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content) if request.content else {}
+            return httpx.Response(200, json=answer(service, request.url.path, body))
+
+        return httpx.MockTransport(handle)
+
+    return ServiceClients(
+        generation=GenerationClient(transport=transport("generation")),
+        similarity=SimilarityClient(transport=transport("similarity")),
+        regions=RegionsClient(transport=transport("regions")),
+        captioning=CaptioningClient(transport=transport("captioning")),
     )
-    return [found[index].box for index in selection.kept]
+
+
+async def pipeline_areas(pair: SyntheticPair, settings: Settings) -> list[Box]:
+    """The boxes `PairPipeline` keeps at its difference-area step for this pair, with oracle services: the
+    pipeline's own steps, composition and decisions, so the benchmark's numbers are the pipeline's."""
+    clients = oracle_clients(pair)
+    with tempfile.TemporaryDirectory(prefix="spotdiff-synthetic-") as folder:
+        try:
+            pipeline = await PairPipeline.connect(clients, ArtifactStore(folder), settings)
+            run = PairRun(
+                pair=CaptionPair(
+                    id=pair.id,
+                    source=pair.source,
+                    target=pair.target,
+                    source_objects=pair.source_objects,
+                    target_objects=pair.target_objects,
+                )
+            )
+            for step in STEPS[: STEPS.index(Stage.DIFFERENCE_AREAS) + 1]:
+                if await pipeline.step(run, step) is not None:
+                    return []  # rejected on the way (no area, a zero-size crop under ORIG ...)
+            return [area.candidate.box for area in run.areas]
+        finally:
+            await clients.aclose()
+
+
+def bench_settings(semantics: Semantics, proposals: str) -> Settings:
+    """The reference profile's thresholds (ORIG's text match 0.35 and crop 0.85 for both semantics, so that
+    the two compare on the same scores), nothing loaded."""
+    return Settings(
+        profile="reference",
+        pipeline={"semantics": semantics, "proposals": proposals, "text_match_min": 0.35, "crop_cosine_max": 0.85},
+    )
 
 
 def oracle_path(pair: SyntheticPair, semantics: Semantics = "orig") -> list[Box]:
-    return decide(pair, *oracle_proposals(pair), semantics=semantics)
+    """The oracle proposals through the pipeline (``proposals = amg``: the regions service proposes)."""
+    return asyncio.run(pipeline_areas(pair, bench_settings(semantics, "amg")))
 
 
 def prior_path(pair: SyntheticPair, semantics: Semantics = "orig") -> list[Box]:
-    """The weight-free path: the difference prior proposes, the same oracle tests decide."""
-    boxes = [prior.box for prior in prior_boxes(pair.image_1, pair.image_2)]
-    return decide(pair, boxes, [], semantics=semantics)
+    """The weight-free path: the pipeline's own difference prior proposes (``proposals = prior``)."""
+    return asyncio.run(pipeline_areas(pair, bench_settings(semantics, "prior")))

@@ -97,6 +97,18 @@ def zero_size_decision(zero_size: int, semantics: Semantics) -> Decision:
     return Decision(True, "crops_have_pixels", {"zero_size_boxes": zero_size})
 
 
+def proposals_decision(proposals: Candidates, semantics: Semantics) -> Decision:
+    """Are there candidates to test? A crop with no pixels under ORIG drops the whole pair (``zero_size_crop``);
+    no proposal with a pixel, or none at all, is ``no_proposals`` (the reference skips a pair with no boxes)."""
+    numbers = {"candidates": len(proposals.found), "zero_size_boxes": proposals.zero_size}
+    crops = zero_size_decision(proposals.zero_size, semantics)
+    if not crops:
+        return crops
+    if not proposals.found:
+        return Decision(False, "no_proposals", numbers)
+    return Decision(True, "candidates", numbers)
+
+
 def text_match_crops(candidate: Candidate, semantics: Semantics) -> tuple[ImageSide, ImageSide]:
     """Which image's crop is scored against the source objects, and which against the target objects."""
     if semantics == "dj":

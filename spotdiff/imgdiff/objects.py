@@ -21,6 +21,8 @@ import re
 
 import lemminflect
 
+from spotdiff.imgdiff.decision import Decision
+
 _PUNCTUATION = re.compile(r"[^\w\s]")
 # Closed-class words a tagger never calls nouns (lemminflect lists "a" as the letter, a noun).
 FUNCTION_WORDS = frozenset(
@@ -75,3 +77,11 @@ def changed_objects(source: str, target: str) -> tuple[list[str], list[str]]:
         return kept
 
     return keep(removed, added), keep(added, removed)
+
+
+def objects_decision(source_objects: list[str], target_objects: list[str]) -> Decision:
+    """A pair goes on when some object word changed on either side (the reference skips it when both are empty)."""
+    numbers = {"source_objects": source_objects, "target_objects": target_objects}
+    if not source_objects and not target_objects:
+        return Decision(False, "no_changed_objects", numbers)
+    return Decision(True, "objects_changed", numbers)

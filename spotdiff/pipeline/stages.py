@@ -24,8 +24,8 @@ from spotdiff.imgdiff.areas import (
     candidates,
     decide_areas,
     pair_window,
+    proposals_decision,
     text_match_crops,
-    zero_size_decision,
 )
 from spotdiff.imgdiff.boxes import normalised_box
 from spotdiff.imgdiff.labels import (
@@ -36,7 +36,7 @@ from spotdiff.imgdiff.labels import (
     label_scores_needed,
     select_label_boxes,
 )
-from spotdiff.imgdiff.objects import changed_objects
+from spotdiff.imgdiff.objects import changed_objects, objects_decision
 from spotdiff.imgdiff.prior import prior_boxes
 from spotdiff.imgdiff.prompts import cross_replace_words, difference_caption_prompt, region_label_prompt
 from spotdiff.imgdiff.render import png_bytes, red_boxed, side_by_side
@@ -176,8 +176,9 @@ class PairPipeline:
             run.source_objects, run.target_objects = pair.source_objects or [], pair.target_objects or []
         else:
             run.source_objects, run.target_objects = changed_objects(pair.source, pair.target)
-        if not run.source_objects and not run.target_objects:
-            raise _reject(Stage.OBJECTS, "no_changed_objects", "the captions differ in no object word")
+        changed = objects_decision(run.source_objects, run.target_objects)
+        if not changed:
+            raise _reject(Stage.OBJECTS, changed.reason, "the captions differ in no object word", changed.numbers)
 
     # stage 1
     async def generate(self, run: PairRun) -> None:
@@ -236,13 +237,13 @@ class PairPipeline:
                 boxes_1, boxes_2 = ([region.box for region in answer.regions if region.box] for answer in answers)
         run.proposals = len(boxes_1) + len(boxes_2)
         proposals = candidates(boxes_1, boxes_2, width, height)
-        if not proposals.found and not proposals.zero_size:
-            raise _reject(Stage.PROPOSALS, "no_proposals", "no region was proposed on either image")
-        crops = zero_size_decision(proposals.zero_size, self.config.semantics)
-        if not crops:
-            raise _reject(Stage.DIFFERENCE_AREAS, crops.reason, "a proposal crops to no pixels", crops.numbers)
-        if not proposals.found:
-            raise _reject(Stage.PROPOSALS, "no_proposals", "every proposal crops to no pixels", crops.numbers)
+        decision = proposals_decision(proposals, self.config.semantics)
+        if decision.reason == "zero_size_crop":
+            raise _reject(Stage.DIFFERENCE_AREAS, decision.reason, "a proposal crops to no pixels", decision.numbers)
+        if not decision:
+            raise _reject(
+                Stage.PROPOSALS, decision.reason, "no proposal with a pixel on either image", decision.numbers
+            )
         run.candidates = proposals.found
 
     # stage 4

@@ -6,6 +6,7 @@ import pytest
 from spotdiff.imgdiff.areas import (
     AreaScore,
     Candidate,
+    Candidates,
     CropPair,
     CropText,
     area_decision,
@@ -14,6 +15,7 @@ from spotdiff.imgdiff.areas import (
     crop_box,
     decide_areas,
     pair_window,
+    proposals_decision,
     select_areas,
     text_match_crops,
     zero_size_decision,
@@ -184,3 +186,18 @@ def test_the_cap_is_a_reason_of_its_own() -> None:
     scores.update({CropText(index, 2, "cat"): 0.1 for index in range(3)})
     selection = decide_areas(found, ["dog"], ["cat"], scores, text_min=0.35, crop_max=0.85, nms_iou=0.5, max_boxes=2)
     assert selection.kept == [1, 2] and selection.decisions[0].reason == "over_max_boxes"
+
+
+@pytest.mark.parametrize(
+    ("found", "zero", "semantics", "reason"),
+    [
+        (0, 0, "orig", "no_proposals"),
+        (2, 1, "orig", "zero_size_crop"),
+        (2, 1, "dj", "candidates"),
+        (0, 1, "dj", "no_proposals"),
+        (2, 0, "orig", "candidates"),
+    ],
+)
+def test_whether_there_are_candidates_to_test(found: int, zero: int, semantics: str, reason: str) -> None:
+    proposals = Candidates([Candidate(box(0, 0, 10, 10), 1)] * found, zero)
+    assert proposals_decision(proposals, semantics).reason == reason  # type: ignore[arg-type]

@@ -1,6 +1,6 @@
 from PIL import Image
 
-from spotdiff.imgdiff.objects import changed_objects
+from spotdiff.imgdiff.objects import changed_objects, objects_decision
 from spotdiff.imgdiff.prompts import cross_replace_words, difference_caption_prompt, region_label_prompt
 from spotdiff.imgdiff.render import red_boxed, side_by_side
 from spotdiff.protocol import Box
@@ -90,3 +90,8 @@ def test_dj_writes_the_normalised_box_in_float32() -> None:
 def test_dj_generation_always_passes_its_confetti_weight() -> None:
     assert cross_replace_words("dj") == {"confetti": 0.8}
     assert cross_replace_words("orig") == {}
+
+
+def test_a_pair_goes_on_when_either_side_changed_an_object() -> None:
+    assert objects_decision(["dog"], []).keep and objects_decision([], ["cat"]).keep
+    assert objects_decision([], []).reason == "no_changed_objects"
