@@ -102,7 +102,7 @@ def measure(url: str, gateway_pid: int, size: int, label: str) -> tuple[str, dic
     last = max(0, size - 50)
     page = f"/v1/jobs/{job_id}/samples?offset={last}&limit=50"
     found["samples_page_ms"] = median_ms(lambda: http.get(page).raise_for_status(), 10)
-    for export_format in ("jsonl", "llava"):
+    for export_format in ("jsonl", "llava", "messages", "hf", "parquet"):
         with peak_rss(gateway_pid) as memory:
             started = time.perf_counter()
             with http.stream("GET", f"/v1/jobs/{job_id}/export", params={"format": export_format}) as stream:
@@ -110,6 +110,7 @@ def measure(url: str, gateway_pid: int, size: int, label: str) -> tuple[str, dic
             found[f"export_{export_format}_s"] = time.perf_counter() - started
         found[f"export_{export_format}_mb"] = sent / 2**20
         found[f"export_{export_format}_rss_growth_mb"] = memory["peak_mb"] - memory["before_mb"]
+        found[f"export_{export_format}_rss_peak_mb"] = memory["peak_mb"]
     return job_id, found
 
 

@@ -7,7 +7,7 @@ COPY spotdiff ./spotdiff
 COPY httpkit ./httpkit
 COPY gateway ./gateway
 COPY workers ./workers
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[hf]"
 USER 1000
 EXPOSE 8000
 CMD ["spotdiff", "serve-gateway", "--host", "0.0.0.0", "--port", "8000"]

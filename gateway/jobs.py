@@ -100,11 +100,10 @@ def build_router(settings: Settings) -> APIRouter:
         response_class=StreamingResponse,
         responses={
             200: {
-                "description": "llava and dj: a zip of records and boxed images; jsonl; parquet",
+                "description": "jsonl as it is; every other format a zip of its files and images (README: Exports)",
                 "content": {
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                     "application/jsonl": {"schema": {"type": "string"}},
-                    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
                 },
             }
         },

@@ -6,6 +6,7 @@ Every call here blocks on Redis or the store; the routes run them in the thread 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
 from httpkit.errors import ServiceError
-from spotdiff.exports import EXPORTS, ExportFormat
+from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions
 from spotdiff.jobs.events import FINAL_EVENTS
 from spotdiff.jobs.queues import send_round
 from spotdiff.jobs.store import CancelOutcome, Claim, JobStore
@@ -202,28 +203,62 @@ async def events(store: JobStore, job_id: str) -> AsyncIterator[str]:
 
 
 def export(store: JobStore, job_id: str, export_format: ExportFormat) -> tuple[Iterator[bytes], str, str]:
-    """The export written to a temporary folder on disk, one record at a time, and streamed from there in
-    chunks (a zip when it has images): the gateway's memory does not grow with the job. The folder is removed
-    when the stream ends."""
+    """The export written to a temporary folder on disk, one record at a time, then streamed from there: one
+    file as it is, or a zip written as it is sent (never whole in memory or on disk). The gateway's memory does
+    not grow with the job; the folder is removed when the stream ends."""
     folder = Path(tempfile.mkdtemp(prefix="spotdiff-export-"))
     try:
         kind = EXPORTS[export_format]
-        written = kind.write(store.iter_records(job_id), store.artifacts(job_id), folder)
-        if not kind.zipped:
-            payload, name = written, f"{job_id}-{written.name}"
-        else:
-            payload, name = folder / "export.zip", f"{job_id}-{export_format}.zip"
-            with zipfile.ZipFile(payload, "w", zipfile.ZIP_DEFLATED) as archive:
-                for file in sorted(folder.rglob("*")):
-                    if file.is_file() and file != payload:
-                        archive.write(file, file.relative_to(folder).as_posix())
+        # image paths relative to the archive's root: the folder it is unpacked to (dj would write absolute ones)
+        options = ExportOptions(image_root=folder)
+        written = kind.write(store.iter_records(job_id), store.artifacts(job_id), folder, options)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return _chunks(payload, folder), kind.media_type, name
+    if not kind.zipped:
+        return _file_chunks(written, folder), kind.media_type, f"{job_id}-{written.name}"
+    return _zip_chunks(folder), kind.media_type, f"{job_id}-{export_format}.zip"
 
 
-def _chunks(path: Path, folder: Path) -> Iterator[bytes]:
+class _Pipe(io.RawIOBase):
+    """Where the zip writer writes: what it wrote so far is taken and sent (the writer never seeks back)."""
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.pending.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        taken = b"".join(self.pending)
+        self.pending.clear()
+        return taken
+
+
+def _zip_chunks(folder: Path) -> Iterator[bytes]:
+    pipe = _Pipe()
+    try:
+        with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(folder.rglob("*")):
+                if not file.is_file():
+                    continue
+                name = file.relative_to(folder).as_posix()
+                with file.open("rb") as source, archive.open(name, "w", force_zip64=True) as target:
+                    while chunk := source.read(EXPORT_CHUNK_BYTES):
+                        target.write(chunk)
+                        if sent := pipe.take():
+                            yield sent
+                yield pipe.take()
+        yield pipe.take()  # the central directory
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _file_chunks(path: Path, folder: Path) -> Iterator[bytes]:
     try:
         with path.open("rb") as handle:
             while chunk := handle.read(EXPORT_CHUNK_BYTES):

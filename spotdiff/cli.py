@@ -98,9 +98,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from spotdiff.exports import export
+    from spotdiff.exports import ExportOptions, export
 
-    written = export(Path(args.dir), args.format, Path(args.out) if args.out else None)
+    options = ExportOptions(
+        image_root=Path(args.image_root) if args.image_root else None, embed_images=args.embed_images
+    )
+    written = export(Path(args.dir), args.format, Path(args.out) if args.out else None, options)
     print(written)
     return 0
 
@@ -241,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exporter.add_argument("--format", required=True, choices=FORMATS)
     exporter.add_argument("--out", help="where to write (default DIR/exports/FORMAT)")
+    exporter.add_argument("--image-root", help="dj: write image paths relative to this folder (default: absolute)")
+    exporter.add_argument(
+        "--embed-images", action="store_true", help="parquet: the images' bytes in the file, not JPEGs beside it"
+    )
     exporter.set_defaults(func=cmd_export)
 
     serve = commands.add_parser("serve-service", help="serve one model service over HTTP")

@@ -27,6 +27,12 @@ TRAINING_QUESTION = (
     "between the red bounding box area in each image? Answer the question in a few concise sentences."
 )
 
+# spotdiff's wording of that question for two separate images (the multi-image exports): no bar to speak of.
+MULTI_IMAGE_QUESTION = (
+    "Each of the two images has a red bounding box. What is the difference between the red bounding box area in "
+    "each image? Answer the question in a few concise sentences."
+)
+
 
 def region_label_prompt(box: Box, width: int, height: int, semantics: Semantics = "orig") -> str:
     """Stage 1's prompt for one box: its normalised coordinates as the semantics' reference computes them."""

@@ -18,7 +18,7 @@ import redis
 from gateway.app import create_app
 from gateway.deps import hash_key
 from spotdiff.cli import main
-from spotdiff.exports import export
+from spotdiff.exports import EXPORTS, FORMATS, export
 from spotdiff.jobs.queues import WORKER_QUEUES
 from spotdiff.jobs.store import JobStore
 from spotdiff.settings import Settings
@@ -77,8 +77,8 @@ async def test_a_job_runs_to_the_end_and_exports(gateway: httpx.AsyncClient) -> 
     assert export.status_code == 200 and export.headers["content-type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(export.content))
     records = json.loads(archive.read("llava.json"))
-    assert records and all(f"{r['path']}_0.jpg" in archive.namelist() for r in records)
-    assert len({(r["path"]) for r in records}) == len(records)  # no sample twice
+    assert records and all(r["image"] in archive.namelist() for r in records)
+    assert len({r["id"] for r in records}) == len(records)  # no sample twice
 
     events = []
     async with gateway.stream("GET", f"/v1/jobs/{job_id}/events", headers=auth("alice")) as stream:
@@ -180,6 +180,16 @@ async def test_a_jobs_folder_is_a_run_folder_the_command_line_reads(
     assert main(["report", str(folder), "--out", str(tmp_path / "report.html")]) == 0
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert all(sample["pair_id"] in page for sample in served)
+    for export_format in FORMATS:  # every format through the gateway: the files the command line writes
+        answer = await gateway.get(f"/v1/jobs/{job_id}/export", params={"format": export_format}, headers=auth("alice"))
+        assert answer.status_code == 200, (export_format, answer.text[:200])
+        local = export(folder, export_format, tmp_path / export_format)
+        if not EXPORTS[export_format].zipped:
+            assert answer.content == local.read_bytes()
+            continue
+        names = set(zipfile.ZipFile(io.BytesIO(answer.content)).namelist())
+        written = {path.relative_to(local.parent).as_posix() for path in local.parent.rglob("*") if path.is_file()}
+        assert names == written, export_format
 
 
 async def all_samples(client: httpx.AsyncClient, job_id: str) -> list[dict]:
@@ -215,7 +225,7 @@ async def test_a_job_with_a_target_ends_with_exactly_that_many_samples(gateway: 
     export = await gateway.get(f"/v1/jobs/{job_id}/export", params={"format": "llava"}, headers=auth("alice"))
     with zipfile.ZipFile(io.BytesIO(export.content)) as archive:
         records = json.loads(archive.read("llava.json"))
-    exported = {record["path"].removeprefix("llava/").rsplit("_", 1)[0] for record in records}
+    exported = {record["id"].rsplit("_", 1)[0] for record in records}
     assert exported == {sample["pair_id"] for sample in accepted}  # the 20 samples, no surplus
 
 

@@ -64,7 +64,9 @@ def test_serve_then_the_readme_curls(tiny_dir: Path, tmp_path: Path) -> None:
             done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
             assert done.returncode == 0, f"{code}\n---\n{done.stdout[-1000:]}\n{done.stderr[-2000:]}"
         with zipfile.ZipFile(tmp_path / "llava.zip") as archive:
-            assert "llava.json" in archive.namelist() and any(name.endswith("_0.jpg") for name in archive.namelist())
+            assert "llava.json" in archive.namelist() and any(
+                name.startswith("images/") and name.endswith(".jpg") for name in archive.namelist()
+            )
     finally:
         server.terminate()
         try:

@@ -1,0 +1,144 @@
+"""Conversation exports, one sample per kept box, in the layouts trainers load as they are.
+
+- ``llava``: LLaVA-1.5's ``LazySupervisedDataset`` (haotian-liu/LLaVA ``llava/train/train.py``): a JSON list of
+  ``{id, image, conversations}``, ``image`` relative to ``--image_folder`` (the export folder), the human turn
+  starting with ``<image>\\n``. The image is the reference's composite: left image with its red box, a 20 px
+  black bar, right image with its red box, which is what the reference's question describes.
+- ``imgdiff``: the reference's own record (``generate_final_data_new_edit.py``): ``path`` with the two
+  red-boxed JPEGs at ``path + "_0.jpg"`` / ``"_1.jpg"``, the string ``bbox``, ``captions1`` / ``captions2``; for
+  the released Img-Diff dataset's tools.
+- ``llava_onevision``: the multi-image ShareGPT form of LLaVA-NeXT / LLaVA-OneVision's training data:
+  ``image`` a list ``[left, right]`` and one ``<image>`` per image in the human turn.
+- ``messages``: the chat form HF chat templates and TRL's vision SFT consume: ``messages`` with image content
+  parts, one per entry of ``images`` (paths relative to the export folder), JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from spotdiff.exports.images import IMAGES, boxed_pair, composite
+from spotdiff.exports.options import ExportOptions
+from spotdiff.imgdiff.prompts import MULTI_IMAGE_QUESTION, TRAINING_QUESTION
+from spotdiff.protocol import Region, SampleRecord, SampleStatus
+from spotdiff.storage import ArtifactStore
+
+IMAGE_TOKEN = "<image>"
+
+
+def boxes(records: Iterable[SampleRecord]) -> Iterator[tuple[str, SampleRecord, Region]]:
+    """Every kept box of every accepted sample, with its sample id ``<pair>_<k>``."""
+    for record in records:
+        if record.status is SampleStatus.ACCEPTED:
+            for number, region in enumerate(record.regions):
+                yield f"{record.pair_id}_{number}", record, region
+
+
+class JsonList:
+    """A JSON list written an entry at a time (an export of any size never sits in memory)."""
+
+    def __init__(self, target: Path) -> None:
+        self.handle = target.open("w", encoding="utf-8")
+        self.count = 0
+        self.handle.write("[")
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self.handle.write(("," if self.count else "") + "\n" + json.dumps(entry, ensure_ascii=False))
+        self.count += 1
+
+    def close(self) -> None:
+        self.handle.write("\n]\n")
+        self.handle.close()
+
+
+def export_llava(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions) -> Path:
+    target = out_dir / "llava.json"
+    entries = JsonList(target)
+    for sample_id, _, region in boxes(records):
+        image = composite(store, region, out_dir, f"{IMAGES}/{sample_id}.jpg")
+        entries.add(
+            {
+                "id": sample_id,
+                "image": image,
+                "conversations": [
+                    {"from": "human", "value": f"{IMAGE_TOKEN}\n{TRAINING_QUESTION}"},
+                    {"from": "gpt", "value": region.difference_caption or ""},
+                ],
+            }
+        )
+    entries.close()
+    return target
+
+
+def export_imgdiff(
+    records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions
+) -> Path:
+    target = out_dir / "imgdiff.json"
+    entries = JsonList(target)
+    for sample_id, _, region in boxes(records):
+        path = f"imgdiff/{sample_id}"
+        boxed_pair(store, region, out_dir, path)
+        entries.add(
+            {
+                "conversations": [
+                    {"from": "human", "value": TRAINING_QUESTION},
+                    {"from": "gpt", "value": region.difference_caption or ""},
+                ],
+                "bbox": region.box_normalised,
+                "captions1": region.label_source or "",
+                "captions2": region.label_target or "",
+                "path": path,
+            }
+        )
+    entries.close()
+    return target
+
+
+def export_llava_onevision(
+    records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions
+) -> Path:
+    target = out_dir / "llava_onevision.json"
+    entries = JsonList(target)
+    for sample_id, _, region in boxes(records):
+        left, right = boxed_pair(store, region, out_dir, f"{IMAGES}/{sample_id}")
+        entries.add(
+            {
+                "id": sample_id,
+                "image": [left, right],
+                "conversations": [
+                    {"from": "human", "value": f"{IMAGE_TOKEN}\n{IMAGE_TOKEN}\n{MULTI_IMAGE_QUESTION}"},
+                    {"from": "gpt", "value": region.difference_caption or ""},
+                ],
+            }
+        )
+    entries.close()
+    return target
+
+
+def export_messages(
+    records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions
+) -> Path:
+    target = out_dir / "messages.jsonl"
+    with target.open("w", encoding="utf-8") as handle:
+        for sample_id, _, region in boxes(records):
+            left, right = boxed_pair(store, region, out_dir, f"{IMAGES}/{sample_id}")
+            line = {
+                "id": sample_id,
+                "images": [left, right],
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image"},
+                            {"type": "image"},
+                            {"type": "text", "text": MULTI_IMAGE_QUESTION},
+                        ],
+                    },
+                    {"role": "assistant", "content": [{"type": "text", "text": region.difference_caption or ""}]},
+                ],
+            }
+            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return target
