@@ -37,6 +37,20 @@ def boxes(records: Iterable[SampleRecord]) -> Iterator[tuple[str, SampleRecord, 
                 yield f"{record.pair_id}_{number}", record, region
 
 
+def sharegpt(sample_id: str, image: str | list[str], question: str, region: Region) -> dict[str, Any]:
+    """A LLaVA-style record: the human turn starts with one ``<image>`` line per image, the answer is the box's
+    difference caption."""
+    tokens = "".join(f"{IMAGE_TOKEN}\n" for _ in ([image] if isinstance(image, str) else image))
+    return {
+        "id": sample_id,
+        "image": image,
+        "conversations": [
+            {"from": "human", "value": tokens + question},
+            {"from": "gpt", "value": region.difference_caption or ""},
+        ],
+    }
+
+
 class JsonList:
     """A JSON list written an entry at a time (an export of any size never sits in memory)."""
 
@@ -59,16 +73,7 @@ def export_llava(records: Iterable[SampleRecord], store: ArtifactStore, out_dir:
     entries = JsonList(target)
     for sample_id, _, region in boxes(records):
         image = composite(store, region, out_dir, f"{IMAGES}/{sample_id}.jpg")
-        entries.add(
-            {
-                "id": sample_id,
-                "image": image,
-                "conversations": [
-                    {"from": "human", "value": f"{IMAGE_TOKEN}\n{TRAINING_QUESTION}"},
-                    {"from": "gpt", "value": region.difference_caption or ""},
-                ],
-            }
-        )
+        entries.add(sharegpt(sample_id, image, TRAINING_QUESTION, region))
     entries.close()
     return target
 
@@ -104,16 +109,7 @@ def export_llava_onevision(
     entries = JsonList(target)
     for sample_id, _, region in boxes(records):
         left, right = boxed_pair(store, region, out_dir, f"{IMAGES}/{sample_id}")
-        entries.add(
-            {
-                "id": sample_id,
-                "image": [left, right],
-                "conversations": [
-                    {"from": "human", "value": f"{IMAGE_TOKEN}\n{IMAGE_TOKEN}\n{MULTI_IMAGE_QUESTION}"},
-                    {"from": "gpt", "value": region.difference_caption or ""},
-                ],
-            }
-        )
+        entries.add(sharegpt(sample_id, [left, right], MULTI_IMAGE_QUESTION, region))
     entries.close()
     return target
 
