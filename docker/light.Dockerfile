@@ -1,6 +1,7 @@
 # The light image: gateway and Celery workers. No torch, no model libraries: it starts fast and stays small.
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
+    HOME=/tmp/home XDG_CACHE_HOME=/tmp/cache
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY spotdiff ./spotdiff

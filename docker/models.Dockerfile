@@ -1,6 +1,7 @@
 # The model image: one of the four services per container (SERVICE=generation|similarity|regions|captioning).
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 SERVICE=similarity PORT=8100
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 \
+    HOME=/tmp/home XDG_CACHE_HOME=/tmp/cache SERVICE=similarity PORT=8100
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY spotdiff ./spotdiff

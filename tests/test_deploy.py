@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -102,3 +104,128 @@ def test_services_are_probed_on_the_kits_endpoints(overlay: str) -> None:
         assert gpus == (1 if overlay == "gpu" else None)
     worker = deployments["worker"]["spec"]["template"]["spec"]
     assert worker["terminationGracePeriodSeconds"] >= 1800  # above the longest pair
+
+
+def pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        obj["metadata"]["name"]: obj["spec"]["template"]["spec"]
+        for obj in objects
+        if obj["kind"] in ("Deployment", "StatefulSet")
+    }
+
+
+@pytest.mark.parametrize("overlay", ["cpu-demo", "gpu"])
+def test_every_pod_runs_unprivileged_on_a_read_only_root_with_requests_and_limits(overlay: str) -> None:
+    for name, spec in pod_specs(render(overlay)).items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+            resources = container["resources"]
+            assert resources["requests"]["cpu"] and resources["requests"]["memory"], name
+            assert resources["limits"]["memory"], name
+        if name != "redis":  # home and caches on a writable emptyDir: the tiny checkpoints are built there
+            mounts = {mount["mountPath"] for mount in spec["containers"][0]["volumeMounts"]}
+            assert "/tmp" in mounts and any("emptyDir" in volume for volume in spec["volumes"]), name
+
+
+@pytest.mark.parametrize("overlay", ["cpu-demo", "gpu"])
+def test_probe_commands_use_only_declared_variables_and_ports_and_paths_exist(overlay: str) -> None:
+    objects = render(overlay)
+    specs = pod_specs(objects)
+    for name, spec in specs.items():
+        container = spec["containers"][0]
+        declared = {variable["name"] for variable in container.get("env", [])}
+        # $(VAR) in a command is expanded only from declared variables; a probe's command not at all
+        for part in container.get("command", []):
+            assert set(re.findall(r"\$\((\w+)\)", part)) <= declared, (name, part)
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = container.get(kind)
+            if probe and "exec" in probe:
+                words = " ".join(probe["exec"]["command"])
+                assert "$(" not in words, (name, kind)
+                assert set(re.findall(r"\$(\w+)", words)) <= declared | {"HOSTNAME"}, (name, kind)
+            if probe and "httpGet" in probe:
+                assert probe["httpGet"]["path"] in ("/healthz", "/readyz"), (name, kind)
+    named_ports = {
+        (obj["spec"]["selector"].get("app")): {port["name"] for port in obj["spec"]["ports"]}
+        for obj in objects
+        if obj["kind"] == "Service"
+    }
+    for app, ports in named_ports.items():
+        if app in specs:
+            container_ports = {port.get("name") for port in specs[app]["containers"][0].get("ports", [])}
+            assert ports <= container_ports, app
+
+
+def test_the_probe_paths_are_routes_of_the_kit_and_the_gateway() -> None:
+    from gateway.app import create_app as gateway_app
+    from services.registry import create_app as service_app
+    from spotdiff.settings import Settings
+
+    for app in (gateway_app(Settings()), service_app("similarity", Settings())):
+        assert {"/healthz", "/readyz"} <= set(app.openapi()["paths"])
+
+
+@pytest.mark.parametrize("overlay", ["cpu-demo", "gpu"])
+def test_disruption_budgets_network_and_pinned_images(overlay: str) -> None:
+    objects = render(overlay)
+    deployments = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "Deployment"}
+    budgets = {obj["spec"]["selector"]["matchLabels"]["app"] for obj in objects if obj["kind"] == "PodDisruptionBudget"}
+    assert deployments <= budgets
+    images = {container["image"] for spec in pod_specs(objects).values() for container in spec["containers"]}
+    assert all(re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+", image) for image in images), images  # no floating tags
+    policies = {obj["metadata"]["name"]: obj["spec"] for obj in objects if obj["kind"] == "NetworkPolicy"}
+    sources = policies["redis-from-clients"]["ingress"][0]["from"]
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in sources
+    egress = policies["model-services-egress-dns-only"]["egress"][0]["ports"]
+    assert {"port": 53, "protocol": "UDP"} in egress
+
+
+def settings_of(objects: list[dict[str, Any]], deployment: str, monkeypatch: pytest.MonkeyPatch, tiny: Path) -> Any:
+    """The Settings a container of ``deployment`` would read from its rendered environment."""
+    from spotdiff.settings import Settings
+
+    maps = {obj["metadata"]["name"]: obj.get("data", {}) for obj in objects if obj["kind"] == "ConfigMap"}
+    container = pod_specs(objects)[deployment]["containers"][0]
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(maps[source["configMapRef"]["name"]])
+    env.update({v["name"]: v["value"] for v in container.get("env", []) if "value" in v})
+    for name in [name for name in os.environ if name.startswith("SPOTDIFF_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tiny))
+    return Settings()
+
+
+def test_the_cpu_overlay_serves_the_tiny_checkpoints_and_the_gpu_one_the_models_volume(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cpu, gpu = render("cpu-demo"), render("gpu")
+    for service in SERVICES:
+        tiny = settings_of(cpu, service, monkeypatch, tmp_path)
+        assert tiny.profile == "tiny" and str(tmp_path) in tiny.service(service).model, service
+        reference = settings_of(gpu, service, monkeypatch, tmp_path)
+        assert reference.profile == "reference" and str(tmp_path) not in reference.service(service).model
+    assert settings_of(gpu, "generation", monkeypatch, tmp_path).generation.model.startswith("/models/")
+
+
+def test_the_cpu_compose_override_serves_the_tiny_checkpoints(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from spotdiff.settings import Settings
+
+    base, cpu = compose("docker-compose.yml")["services"], compose("docker-compose.cpu.yml")["services"]
+    for service in SERVICES:
+        env = {**base[service]["environment"], **cpu[service]["environment"]}  # how Compose merges them
+        for name in [name for name in os.environ if name.startswith("SPOTDIFF_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, str(value))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        settings = Settings()
+        assert settings.profile == "tiny" and str(tmp_path) in settings.service(service).model, service
