@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Generic, cast
 
 from fastapi import APIRouter, Request
@@ -26,12 +27,31 @@ from services.kit.cancellation import cancel_on_disconnect
 from services.kit.runner import ModelInfo
 from services.kit.serving import Call, ItemT, RequestT, ResponseT, ResultT, RunnerT, Serving, SettingsT
 from services.kit.streaming import progress_then_answer
+from spotdiff.settings import ServiceSettings
 
 log = logging.getLogger("spotdiff.service")
 
 # Model libraries load under process-global state (diffusers and transformers build modules on torch's "meta"
 # device through a context that other threads see too), so services sharing a process load one at a time.
 _LOADING = threading.Lock()
+
+
+WEIGHT_FIELDS = ("model", "pretrained", "blip_model")  # the settings that may name files of weights
+
+
+def check_weights(service: str, settings: ServiceSettings) -> None:
+    """Refuse to load when a setting names a local path that is not there, saying which setting and what to do
+    (the model library's own error would name neither)."""
+    for field in WEIGHT_FIELDS:
+        value = getattr(settings, field, None)
+        if not isinstance(value, str):
+            continue
+        path = value.removeprefix("local-dir:")
+        if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().exists():
+            raise FileNotFoundError(
+                f"SPOTDIFF_{service.upper()}__{field.upper()}={value}: no such file or directory; mount the "
+                "weights there (the models volume), point the setting at them, or use SPOTDIFF_PROFILE=tiny"
+            )
 
 
 AnyServing = Serving[SettingsT, RunnerT, Any, Any, Any, Any]  # one of a service's operations, whatever its types
@@ -113,6 +133,7 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
         log.info("%s ready in %.1fs", self.spec.name, time.monotonic() - self.started)
 
     def _load_and_warm(self) -> None:
+        check_weights(self.spec.name, self.settings)
         with _LOADING:
             runner = self._servings[self.spec.servings[0]].setup(self.settings)
             runner.load()
