@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, create_model
 from starlette.concurrency import run_in_threadpool
 
 from httpkit.errors import ServiceError
-from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions
+from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions, ExportUnavailable
 from spotdiff.jobs.events import FINAL_EVENTS
 from spotdiff.jobs.queues import send_round
 from spotdiff.jobs.store import CancelOutcome, Claim, JobStore
@@ -212,6 +212,9 @@ def export(store: JobStore, job_id: str, export_format: ExportFormat) -> tuple[I
         # image paths relative to the archive's root: the folder it is unpacked to (dj would write absolute ones)
         options = ExportOptions(image_root=folder)
         written = kind.write(store.iter_records(job_id), store.artifacts(job_id), folder, options)
+    except ExportUnavailable as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ServiceError(501, "export_unavailable", str(exc)) from exc
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@
 import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +14,7 @@ from PIL import Image
 
 from spotdiff.cli import main
 from spotdiff.clients import ServiceClients
-from spotdiff.exports import ExportOptions, export, read_records
+from spotdiff.exports import ExportOptions, ExportUnavailable, export, read_records
 from spotdiff.imgdiff.prompts import TRAINING_QUESTION
 from spotdiff.protocol import CaptionPair, Provenance, Rejection, SampleRecord, SampleStatus, Stage
 from spotdiff.runner import run_embedded, start_folder
@@ -225,3 +226,11 @@ def test_the_cli_exports(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFi
     )
     line = json.loads((tmp_path / "dj" / "dj.jsonl").read_text().splitlines()[0])
     assert line["image_path1"].startswith("dj/")
+
+
+def test_the_hf_export_says_which_extra_it_needs(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if it were not installed
+    with pytest.raises(ExportUnavailable, match=r"spotdiff\[hf\]"):
+        export(run_dir, "hf", tmp_path / "hf")

@@ -22,13 +22,22 @@ from typing import Literal, get_args
 
 from spotdiff.exports.conversations import export_imgdiff, export_llava, export_llava_onevision, export_messages
 from spotdiff.exports.dj import export_dj
-from spotdiff.exports.options import ExportOptions
+from spotdiff.exports.options import ExportOptions, ExportUnavailable
 from spotdiff.exports.tables import export_hf, export_parquet
 from spotdiff.jobs.folder import RunFolder
 from spotdiff.protocol import SampleRecord
 from spotdiff.storage import ArtifactStore
 
-__all__ = ["EXPORTS", "FORMATS", "ExportFormat", "ExportOptions", "export", "read_records", "write_jsonl"]
+__all__ = [
+    "EXPORTS",
+    "FORMATS",
+    "ExportFormat",
+    "ExportOptions",
+    "ExportUnavailable",
+    "export",
+    "read_records",
+    "write_jsonl",
+]
 
 ExportFormat = Literal["llava", "imgdiff", "llava_onevision", "messages", "hf", "parquet", "dj", "jsonl"]
 FORMATS: tuple[ExportFormat, ...] = get_args(ExportFormat)

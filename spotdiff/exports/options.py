@@ -10,3 +10,7 @@ from pathlib import Path
 class ExportOptions:
     image_root: Path | None = None  # dj: image paths relative to this folder (absolute when None)
     embed_images: bool = False  # parquet: the images' bytes in the file, rather than JPEG files beside it
+
+
+class ExportUnavailable(Exception):
+    """The format needs a library this installation lacks (the message says which extra to install)."""

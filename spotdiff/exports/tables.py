@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import spotdiff
 from spotdiff.exports.conversations import boxes
 from spotdiff.exports.images import IMAGES, copy_jpeg
-from spotdiff.exports.options import ExportOptions
+from spotdiff.exports.options import ExportOptions, ExportUnavailable
 from spotdiff.protocol import SampleRecord
 from spotdiff.storage import ArtifactStore
 
@@ -185,7 +185,10 @@ def _hf_rows(records: Iterable[SampleRecord], store: ArtifactStore) -> Iterator[
 
 def export_hf(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions) -> Path:
     """``datasets.load_from_disk(<out>/hf)`` opens it offline, images decoded; its README.md is the card."""
-    from datasets import Dataset
+    try:
+        from datasets import Dataset
+    except ImportError as exc:
+        raise ExportUnavailable("the hf export needs the datasets library: pip install 'spotdiff[hf]'") from exc
 
     listed = list(records)  # the card names the models of these records; the rows are generated lazily
     target = out_dir / "hf"
