@@ -255,7 +255,8 @@ def _zip_chunks(folder: Path) -> Iterator[bytes]:
                         target.write(chunk)
                         if sent := pipe.take():
                             yield sent
-                yield pipe.take()
+                if sent := pipe.take():  # the file's end: its data descriptor
+                    yield sent
         yield pipe.take()  # the central directory
     finally:
         shutil.rmtree(folder, ignore_errors=True)

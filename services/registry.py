@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from services.kit import ServiceSpec, create_service_app
-from spotdiff.clients import CaptioningClient, GenerationClient, RegionsClient, ServiceClients, SimilarityClient
+from spotdiff.clients import ServiceClients
 from spotdiff.settings import SERVICE_NAMES, Settings
 
 
@@ -34,15 +34,7 @@ async def in_process(settings: Settings, *, ready_timeout: float = 600.0) -> Asy
         for app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
 
-        def transport(name: str) -> httpx.ASGITransport:
-            return httpx.ASGITransport(app=apps[name])
-
-        clients = ServiceClients(
-            generation=GenerationClient(transport=transport("generation")),
-            similarity=SimilarityClient(transport=transport("similarity")),
-            regions=RegionsClient(transport=transport("regions")),
-            captioning=CaptioningClient(transport=transport("captioning")),
-        )
+        clients = ServiceClients.over_transports({name: httpx.ASGITransport(app=app) for name, app in apps.items()})
         stack.push_async_callback(clients.aclose)
         await clients.wait_ready(ready_timeout)
         yield clients

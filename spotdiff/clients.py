@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -207,4 +208,15 @@ class ServiceClients:
             similarity=SimilarityClient(urls["similarity"], **options("similarity")),
             regions=RegionsClient(urls["regions"], **options("regions")),
             captioning=CaptioningClient(urls["captioning"], **options("captioning")),
+        )
+
+    @classmethod
+    def over_transports(cls, transports: Mapping[str, httpx.AsyncBaseTransport]) -> ServiceClients:
+        """Clients that reach each service through a transport of its own: the apps in this process (ASGI), or
+        stand-ins (mock transports), with the very client code the network uses."""
+        return cls(
+            generation=GenerationClient(transport=transports["generation"]),
+            similarity=SimilarityClient(transport=transports["similarity"]),
+            regions=RegionsClient(transport=transports["regions"]),
+            captioning=CaptioningClient(transport=transports["captioning"]),
         )

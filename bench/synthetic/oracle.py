@@ -24,12 +24,12 @@ import numpy as np
 from PIL import Image
 
 from bench.synthetic.dataset import SIZE, SyntheticPair
-from spotdiff.clients import CaptioningClient, GenerationClient, RegionsClient, ServiceClients, SimilarityClient
+from spotdiff.clients import ServiceClients
 from spotdiff.imgdiff.areas import Semantics
 from spotdiff.pipeline import STEPS, PairPipeline, PairRun
 from spotdiff.protocol import CaptionPair, Stage
 from spotdiff.protocol.common import Box
-from spotdiff.settings import Settings
+from spotdiff.settings import SERVICE_NAMES, Settings
 from spotdiff.storage import ArtifactStore
 
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
@@ -155,12 +155,7 @@ def oracle_clients(pair: SyntheticPair) -> ServiceClients:
 
         return httpx.MockTransport(handle)
 
-    return ServiceClients(
-        generation=GenerationClient(transport=transport("generation")),
-        similarity=SimilarityClient(transport=transport("similarity")),
-        regions=RegionsClient(transport=transport("regions")),
-        captioning=CaptioningClient(transport=transport("captioning")),
-    )
+    return ServiceClients.over_transports({name: transport(name) for name in SERVICE_NAMES})
 
 
 async def pipeline_areas(pair: SyntheticPair, settings: Settings) -> list[Box]:

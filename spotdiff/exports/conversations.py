@@ -51,43 +51,32 @@ def sharegpt(sample_id: str, image: str | list[str], question: str, region: Regi
     }
 
 
-class JsonList:
+def write_json_list(target: Path, entries: Iterable[dict[str, Any]]) -> Path:
     """A JSON list written an entry at a time (an export of any size never sits in memory)."""
-
-    def __init__(self, target: Path) -> None:
-        self.handle = target.open("w", encoding="utf-8")
-        self.count = 0
-        self.handle.write("[")
-
-    def add(self, entry: dict[str, Any]) -> None:
-        self.handle.write(("," if self.count else "") + "\n" + json.dumps(entry, ensure_ascii=False))
-        self.count += 1
-
-    def close(self) -> None:
-        self.handle.write("\n]\n")
-        self.handle.close()
+    with target.open("w", encoding="utf-8") as handle:
+        handle.write("[")
+        for count, entry in enumerate(entries):
+            handle.write(("," if count else "") + "\n" + json.dumps(entry, ensure_ascii=False))
+        handle.write("\n]\n")
+    return target
 
 
 def export_llava(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions) -> Path:
-    target = out_dir / "llava.json"
-    entries = JsonList(target)
-    for sample_id, _, region in boxes(records):
-        image = composite(store, region, out_dir, f"{IMAGES}/{sample_id}.jpg")
-        entries.add(sharegpt(sample_id, image, TRAINING_QUESTION, region))
-    entries.close()
-    return target
+    entries = (
+        sharegpt(sample_id, composite(store, region, out_dir, f"{IMAGES}/{sample_id}.jpg"), TRAINING_QUESTION, region)
+        for sample_id, _, region in boxes(records)
+    )
+    return write_json_list(out_dir / "llava.json", entries)
 
 
 def export_imgdiff(
     records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions
 ) -> Path:
-    target = out_dir / "imgdiff.json"
-    entries = JsonList(target)
-    for sample_id, _, region in boxes(records):
-        path = f"imgdiff/{sample_id}"
-        boxed_pair(store, region, out_dir, path)
-        entries.add(
-            {
+    def entries() -> Iterator[dict[str, Any]]:
+        for sample_id, _, region in boxes(records):
+            path = f"imgdiff/{sample_id}"
+            boxed_pair(store, region, out_dir, path)
+            yield {
                 "conversations": [
                     {"from": "human", "value": TRAINING_QUESTION},
                     {"from": "gpt", "value": region.difference_caption or ""},
@@ -97,21 +86,20 @@ def export_imgdiff(
                 "captions2": region.label_target or "",
                 "path": path,
             }
-        )
-    entries.close()
-    return target
+
+    return write_json_list(out_dir / "imgdiff.json", entries())
 
 
 def export_llava_onevision(
     records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions
 ) -> Path:
-    target = out_dir / "llava_onevision.json"
-    entries = JsonList(target)
-    for sample_id, _, region in boxes(records):
-        left, right = boxed_pair(store, region, out_dir, f"{IMAGES}/{sample_id}")
-        entries.add(sharegpt(sample_id, [left, right], MULTI_IMAGE_QUESTION, region))
-    entries.close()
-    return target
+    entries = (
+        sharegpt(
+            sample_id, list(boxed_pair(store, region, out_dir, f"{IMAGES}/{sample_id}")), MULTI_IMAGE_QUESTION, region
+        )
+        for sample_id, _, region in boxes(records)
+    )
+    return write_json_list(out_dir / "llava_onevision.json", entries)
 
 
 def export_messages(

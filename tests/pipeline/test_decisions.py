@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from spotdiff.clients import CaptioningClient, GenerationClient, RegionsClient, ServiceClients, SimilarityClient
+from spotdiff.clients import ServiceClients
 from spotdiff.imgdiff.boxes import normalised_box
 from spotdiff.imgdiff.labels import label_crop_box
 from spotdiff.pipeline import PairPipeline
@@ -179,13 +179,7 @@ def scene(semantics: str) -> Scene:
 
 
 def clients_for(found: Scene) -> ServiceClients:
-    transports = found.transports()
-    return ServiceClients(
-        generation=GenerationClient(transport=transports["generation"]),
-        similarity=SimilarityClient(transport=transports["similarity"]),
-        regions=RegionsClient(transport=transports["regions"]),
-        captioning=CaptioningClient(transport=transports["captioning"]),
-    )
+    return ServiceClients.over_transports(found.transports())
 
 
 def reference_settings(semantics: str, **pipeline: object) -> Settings:
