@@ -24,6 +24,7 @@ from gateway.services import ServiceGates
 from gateway.services import router as services_router
 from gateway.web import router as web_router
 from httpkit.auth import require_bearer
+from httpkit.docs import install_docs
 from httpkit.errors import error_response, install_error_handlers
 from httpkit.metrics import ServiceMetrics
 from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
@@ -126,7 +127,10 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
         description="Img-Diff difference samples as a service: submit caption pairs, collect samples; or call "
         "one model service (generation, similarity, regions, captioning) directly.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)  # offline: the assets are in the package
     app.state.settings = settings
     app.state.store = store or JobStore.from_url(settings.redis_url, settings.storage_url)
     app.state.celery = create_celery(settings)  # a producer only: tasks go to this settings' Redis

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import spotdiff
 from httpkit.auth import require_bearer
+from httpkit.docs import install_docs
 from httpkit.errors import install_error_handlers
 from httpkit.middleware import MetricsMiddleware, RequestLimitMiddleware
 from services.kit.runner import ModelInfo
@@ -77,7 +78,10 @@ def create_service_app(spec: ServiceSpec[SettingsT, RunnerT], settings: Settings
             await asyncio.gather(loading, return_exceptions=True)
             await runtime.stop()
 
-    app = FastAPI(title=f"spotdiff {spec.name}", version=spotdiff.__version__, lifespan=lifespan)
+    app = FastAPI(
+        title=f"spotdiff {spec.name}", version=spotdiff.__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    install_docs(app)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(_health_router())

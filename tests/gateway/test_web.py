@@ -210,3 +210,28 @@ def test_the_image_route_serves_a_jobs_png_to_its_owner_only(gateway_url: str) -
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert client.get("/static/app.js").headers["content-type"].startswith("text/javascript")
         assert client.get("/static/index.html").status_code == 404  # only the page's own assets, by name
+
+
+@pytest.mark.parametrize("which", ["gateway", "similarity"])
+async def test_the_api_docs_list_the_operations_with_nothing_loaded_from_elsewhere(
+    page: Page, gateway_url: str, stack: dict, which: str
+) -> None:
+    base = gateway_url if which == "gateway" else stack["urls"][which]
+    outside: list[str] = []
+    local = (base, f"blob:{base}", "data:")  # ReDoc runs a worker from a blob of the page's own origin
+    outside: dict[str, str | None] = {}  # URL elsewhere -> why it failed (none: it was answered)
+    page.on("request", lambda request: None if request.url.startswith(local) else outside.setdefault(request.url, None))
+    page.on(
+        "requestfailed",
+        lambda request: outside.__setitem__(request.url, request.failure) if request.url in outside else None,
+    )
+    await page.goto(f"{base}/docs")
+    operations = page.locator(".opblock-summary-path")
+    await operations.first.wait_for(timeout=30_000)
+    paths = set(await operations.all_text_contents())
+    assert ("/v1/jobs" if which == "gateway" else "/v1/cosine") in {path.replace("\u200b", "") for path in paths}
+    await page.goto(f"{base}/redoc")
+    await page.locator("[data-section-id]").first.wait_for(timeout=30_000)
+    await page.wait_for_load_state("networkidle")
+    # ReDoc's bundle asks a CDN for its logo: the page's policy stops it in the browser, before any network
+    assert all(failure in {"csp", "net::ERR_BLOCKED_BY_CSP"} for failure in outside.values()), outside
