@@ -219,6 +219,47 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_fetch(args: argparse.Namespace) -> int:
+    """Download a profile's weights; the network only when the user says so (everything else here is offline)."""
+    from spotdiff.weights import load_manifest, load_manifest_file, service_environment
+    from spotdiff.weights.fetch import WeightsError, fetch, load_lock
+
+    if not args.allow_network:
+        print("models fetch downloads from the hub: pass --allow-network to let it", file=sys.stderr)
+        return 3
+    os.environ["HF_HUB_OFFLINE"] = "0"
+    if args.endpoint:
+        os.environ["HF_ENDPOINT"] = args.endpoint
+    out = Path(args.out)
+    try:
+        manifest = load_manifest_file(Path(args.manifest)) if args.manifest else load_manifest(args.profile)
+        lock = load_lock(Path(args.lock)) if args.lock else None
+        fetch(manifest, out, endpoint=args.endpoint, token=os.environ.get("HF_TOKEN"), lock=lock)
+    except (LookupError, WeightsError) as exc:
+        print(f"models fetch: {exc}", file=sys.stderr)
+        return 2
+    print(f"fetched into {out}; point the services at it with:")
+    for key, value in service_environment(manifest, str(out.resolve())).items():
+        print(f"{key}={value}")
+    return 0
+
+
+def cmd_models_verify(args: argparse.Namespace) -> int:
+    from spotdiff.weights import load_manifest, load_manifest_file
+    from spotdiff.weights.fetch import WeightsError, verify
+
+    try:
+        manifest = load_manifest_file(Path(args.manifest)) if args.manifest else load_manifest(args.profile)
+        problems = verify(manifest, Path(args.dir))
+    except (LookupError, WeightsError) as exc:
+        problems = [str(exc)]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"{args.dir}: every file of the {args.profile} profile is there and matches its lock")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spotdiff", description="Img-Diff difference samples as a service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -279,6 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", default=str(Settings().tiny_dir))
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_models_tiny)
+    fetch = model_commands.add_parser(
+        "fetch", help="download a profile's weights, each file checked against the hub's hash; writes a lock"
+    )
+    fetch.add_argument("--profile", default="reference")
+    fetch.add_argument("--out", required=True, help="the models directory (the services' /models)")
+    fetch.add_argument("--allow-network", action="store_true", help="this command's one use of the network")
+    fetch.add_argument("--endpoint", help="a hub other than huggingface.co (a mirror with the hub's layout)")
+    fetch.add_argument("--lock", help="fetch exactly the commits and sha256s of this weights.lock.json")
+    fetch.add_argument("--manifest", help="a manifest file of your own in place of the profile's")
+    fetch.set_defaults(func=cmd_models_fetch)
+    check = model_commands.add_parser("verify", help="check a models directory against its lock")
+    check.add_argument("dir")
+    check.add_argument("--profile", default="reference")
+    check.add_argument("--manifest", help="a manifest file of your own in place of the profile's")
+    check.set_defaults(func=cmd_models_verify)
     return parser
 
 
