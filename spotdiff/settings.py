@@ -34,6 +34,13 @@ class ServiceSettings(BaseModel):
     model: str = Field(description="local directory or hub id")
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    gpu_memory_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="the share of its CUDA device this service may allocate (services sharing one card); none: "
+        "no limit",
+    )
     max_batch_size: int = Field(default=8, ge=1)
     max_wait_ms: float = Field(default=5.0, ge=0, description="how long a batch waits to fill")
     max_queue: int = Field(default=64, ge=1, description="queued requests before 429")

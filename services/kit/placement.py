@@ -31,6 +31,18 @@ def resolve_dtype(setting: str, device: str) -> Any:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[setting]
 
 
+def limit_device_memory(device_setting: str, fraction: float | None) -> None:
+    """Cap what this process may allocate on its CUDA device, so that services sharing one card each keep to
+    their budget (an over-budget allocation fails in this service instead of starving its neighbours)."""
+    if fraction is None:
+        return
+    import torch
+
+    device = resolve_device(device_setting)
+    if device.startswith("cuda"):
+        torch.cuda.set_per_process_memory_fraction(fraction, torch.device(device))
+
+
 def dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 

@@ -24,6 +24,7 @@ from httpkit.errors import ERROR_RESPONSES, ServiceError
 from httpkit.metrics import ServiceMetrics
 from services.kit.batcher import MicroBatcher
 from services.kit.cancellation import cancel_on_disconnect
+from services.kit.placement import limit_device_memory
 from services.kit.runner import ModelInfo
 from services.kit.serving import Call, ItemT, RequestT, ResponseT, ResultT, RunnerT, Serving, SettingsT
 from services.kit.streaming import progress_then_answer
@@ -134,6 +135,7 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
 
     def _load_and_warm(self) -> None:
         check_weights(self.spec.name, self.settings)
+        limit_device_memory(self.settings.device, self.settings.gpu_memory_fraction)
         with _LOADING:
             runner = self._servings[self.spec.servings[0]].setup(self.settings)
             runner.load()
