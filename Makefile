@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export SPOTDIFF_TINY_DIR := $(TINY_DIR)
 
-.PHONY: run test bench bench-scale lint models venv chromium clean
+.PHONY: run test bench bench-scale lint models venv chromium checkov compose-test clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,8 +36,20 @@ chromium:
 		{ $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: models chromium
+# the Kubernetes policy checker, in a venv of its own (its pins are not the project's)
+CHECKOV := .cache/checkov/bin/checkov
+$(CHECKOV):
+	$(PYTHON) -m venv .cache/checkov
+	.cache/checkov/bin/pip install --quiet --no-cache-dir checkov==3.3.30
+
+checkov: $(CHECKOV)
+
+test: models chromium checkov
 	$(BIN)/python -m pytest
+
+# the CPU stack in Docker for real: build, start, one job, its LLaVA export, down (about N minutes here)
+compose-test: venv
+	$(BIN)/python docker/compose_test.py
 
 bench: models
 	$(BIN)/python -m bench

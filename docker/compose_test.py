@@ -1,0 +1,210 @@
+"""The CPU Compose stack, run for real: build both images, start the stack, wait for every health check, run
+examples/job.json through the gateway, download its LLaVA export and open every image it names, tear down.
+
+    python docker/compose_test.py            # make compose-test
+
+Needs a Docker engine and Compose (v2's ``docker compose`` or 1.29's ``docker-compose``). The images install
+from a wheelhouse the host's pip fills (so a build needs no registry and no TLS inside the build), on the base
+image ``docker/base-image.sh`` finds or makes. Each phase's seconds go to out/compose-test.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "spotdiff-compose-test"
+FILES = ["-f", "docker-compose.yml", "-f", "docker-compose.cpu.yml"]
+HEALTH_TIMEOUT_S = 900
+JOB_TIMEOUT_S = 900
+# requirements whose markers select them on Debian's Python 3.11.2 but not on a newer host Python
+BASE_ONLY = ["async-timeout>=4.0.3"]
+
+
+def say(message: str) -> None:
+    print(f"[compose-test] {message}", flush=True)
+
+
+def compose_command() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise SystemExit("no Compose: install the docker compose plugin (v2) or Debian's docker-compose (1.29)")
+
+
+def requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    return [*project["dependencies"], *extras["models"], *extras["hf"], *BASE_ONLY, "setuptools", "wheel"]
+
+
+def fill_wheelhouse(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(folder), *requirements()]
+    subprocess.run(command, check=True)
+
+
+WHEELHOUSE_PORT = int(os.environ.get("SPOTDIFF_WHEELHOUSE_PORT", "38417"))  # fixed: the build cache keys on it
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def served(folder: Path) -> Iterator[str]:
+    """The wheelhouse over HTTP on the host's loopback, which a build on the host's network reaches."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *args: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", WHEELHOUSE_PORT), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+
+
+def build_images(wheelhouse_url: str) -> str:
+    """Both images (and a Redis image where no registry serves one); returns the Redis image to use."""
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": wheelhouse_url}
+    out = subprocess.run(["docker/build-images.sh"], cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip().splitlines()[-1].split("=", 1)[1]
+
+
+def containers(compose: list[str], env: dict[str, str]) -> list[str]:
+    out = subprocess.run(
+        [*compose, "-p", PROJECT, *FILES, "ps", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    return out.stdout.split()
+
+
+def wait_healthy(compose: list[str], env: dict[str, str]) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while True:
+        states = {}
+        for container in containers(compose, env):
+            inspect = [
+                "docker",
+                "inspect",
+                "--format",
+                "{{.Name}} {{.State.Status}} {{.State.Health.Status}}",
+                container,
+            ]
+            name, status, health = subprocess.run(inspect, capture_output=True, text=True).stdout.split()
+            states[name.strip("/")] = health if status == "running" else status
+        if len(states) == 7 and all(health == "healthy" for health in states.values()):
+            return
+        if any(state in {"exited", "dead", "unhealthy"} for state in states.values()) or time.monotonic() > deadline:
+            subprocess.run([*compose, "-p", PROJECT, *FILES, "logs", "--tail", "40"], cwd=ROOT, env=env)
+            raise SystemExit(f"the stack did not become healthy: {states}")
+        time.sleep(5)
+
+
+def run_job(gateway: str) -> tuple[str, dict[str, object]]:
+    job = json.loads((ROOT / "examples/job.json").read_text())
+    with httpx.Client(base_url=gateway, timeout=60) as client:
+        created = client.post("/v1/jobs", json=job)
+        created.raise_for_status()
+        job_id = created.json()["id"]
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while True:
+            status = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+            if status["state"] in {"done", "cancelled"}:
+                return job_id, status
+            if time.monotonic() > deadline:
+                raise SystemExit(f"job {job_id} did not finish: {status}")
+            time.sleep(2)
+
+
+def check_llava_export(gateway: str, job_id: str) -> int:
+    """The export as LLaVA's trainer reads it: a JSON list whose every ``image`` opens under the image folder."""
+    with httpx.Client(base_url=gateway, timeout=120) as client:
+        response = client.get(f"/v1/jobs/{job_id}/export", params={"format": "llava"})
+        response.raise_for_status()
+    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    [listing] = [name for name in archive.namelist() if name.endswith(".json")]
+    entries = json.loads(archive.read(listing))
+    folder = str(Path(listing).parent).removeprefix(".")
+    for entry in entries:
+        assert entry["conversations"][0]["value"].startswith("<image>\n"), entry
+        name = f"{folder}/{entry['image']}".lstrip("/")
+        with Image.open(io.BytesIO(archive.read(name))) as image:
+            image.verify()
+    return len(entries)
+
+
+def main() -> int:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        print("no Docker engine answers (start dockerd, or point DOCKER_HOST at one)", file=sys.stderr)
+        return 3
+    compose = compose_command()
+    version = subprocess.run([*compose, "version"], capture_output=True, text=True).stdout.splitlines()[0]
+    times: dict[str, object] = {"compose": version}
+    start = time.monotonic()
+
+    def lap(phase: str, since: float) -> float:
+        now = time.monotonic()
+        times[phase] = round(now - since, 1)
+        say(f"{phase}: {now - since:.0f} s")
+        return now
+
+    wheelhouse = ROOT / ".cache" / "wheelhouse"
+    fill_wheelhouse(wheelhouse)
+    mark = lap("wheelhouse_s", start)
+    with served(wheelhouse) as url:
+        redis_image = build_images(url)
+    mark = lap("build_s", mark)
+    port = free_port()
+    env = {**os.environ, "SPOTDIFF_REDIS_IMAGE": redis_image, "SPOTDIFF_PORT": str(port)}
+    gateway = f"http://127.0.0.1:{port}"
+    try:
+        # `up` waits for the dependencies' health checks itself (Compose 1.29 fails it on an unhealthy one)
+        up = subprocess.run([*compose, "-p", PROJECT, *FILES, "up", "-d", "--no-build"], cwd=ROOT, env=env)
+        if up.returncode != 0:
+            subprocess.run([*compose, "-p", PROJECT, *FILES, "logs", "--tail", "40"], cwd=ROOT, env=env)
+            raise SystemExit("the stack did not start")
+        wait_healthy(compose, env)
+        mark = lap("healthy_s", mark)
+        job_id, status = run_job(gateway)
+        mark = lap("job_s", mark)
+        say(f"job {job_id}: {status['state']}, {status['accepted']} accepted of {status['total']}")
+        if status["state"] != "done" or not status["accepted"]:
+            raise SystemExit(f"the job did not end with samples: {status}")
+        samples = check_llava_export(gateway, job_id)
+        mark = lap("export_s", mark)
+        times.update(job=status["state"], accepted=status["accepted"], llava_samples=samples)
+    finally:
+        subprocess.run([*compose, "-p", PROJECT, *FILES, "down", "-v", "--timeout", "30"], cwd=ROOT, env=env)
+        lap("down_s", mark)
+        lap("total_s", start)
+        (ROOT / "out").mkdir(exist_ok=True)
+        (ROOT / "out" / "compose-test.json").write_text(json.dumps(times, indent=2) + "\n")
+    say(f"passed in {times['total_s']} s: {json.dumps(times)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
