@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-TINY_DIR ?= $(CURDIR)/.cache/tiny
+# the tiny checkpoints where the bare `spotdiff` command looks too (spotdiff.settings.default_tiny_dir)
+TINY_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spotdiff/tiny
 OUT ?= out/run
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export HF_HUB_OFFLINE := 1

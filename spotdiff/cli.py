@@ -11,12 +11,41 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from spotdiff import __version__
 from spotdiff.exports import FORMATS
 from spotdiff.logs import configure_logging, log_context
 from spotdiff.settings import PROFILES, SERVICE_NAMES, Settings
 
 RUN_FOLDER = "a run folder: a `spotdiff run` output, or a job's folder in the store (manifest.json, records/)"
+
+# exit codes (README: "The command line"): 0 done; 1 failed at run time; 2 bad input or settings; 3 a dependency
+# missing (a package, a service, Redis); 130 interrupted
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_MISSING, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+class CliError(Exception):
+    """A user's mistake or a missing dependency, said in one line with what to do; never a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default (where it has one that its help does not already say)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        return super()._get_help_string(action) or text
 
 
 def _offline_by_default() -> None:
@@ -28,6 +57,25 @@ def _offline_by_default() -> None:
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {"profile": args.profile} if getattr(args, "profile", None) else {}
     return Settings(**overrides)
+
+
+def _input_file(name: str) -> Path:
+    path = Path(name)
+    if not path.is_file():
+        raise CliError(f"{name}: no such file" + (" (it is a folder)" if path.is_dir() else ""))
+    return path
+
+
+def _run_folder(name: str) -> Path:
+    from spotdiff.jobs.folder import MANIFEST
+
+    run_dir = Path(name)
+    if not (run_dir / MANIFEST).is_file():
+        raise CliError(
+            f"{run_dir / MANIFEST} not found: DIR must be a run folder (a `spotdiff run` output or a job's folder in "
+            "the store), not a file such as samples.jsonl"
+        )
+    return run_dir
 
 
 def ensure_tiny_models(settings: Settings) -> None:
@@ -43,11 +91,18 @@ def ensure_tiny_models(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from services.registry import in_process
-    from spotdiff.runner import GALLERY, REPORT, SAMPLES, run_embedded
+    from spotdiff.runner import GALLERY, REPORT, SAMPLES, read_pairs, run_embedded
 
     settings = _settings(args)
     if args.concurrency:
         settings.pipeline.concurrency = args.concurrency
+    pairs, errors = read_pairs(_input_file(args.pairs))
+    if args.strict and errors:
+        first = errors[0]
+        raise CliError(f"{args.pairs}:{first.line}: {first.message} (--strict: nothing was run)")
+    if not pairs:
+        why = f"; {len(errors)} lines could not be read, the first: line {errors[0].line}" if errors else ""
+        raise CliError(f"{args.pairs}: no caption pairs to run{why}")
     ensure_tiny_models(settings)
     summary = asyncio.run(
         run_embedded(Path(args.pairs), Path(args.out), settings, progress=not args.quiet, clients=in_process)
@@ -60,8 +115,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         + f" in {summary.seconds:.1f}s\n"
         f"  {Path(args.out) / SAMPLES}\n  {Path(args.out) / GALLERY}\n  {Path(args.out) / REPORT}"
     )
-    if args.strict and summary.input_errors:
-        return 2
     return 0
 
 
@@ -70,24 +123,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from spotdiff.exports import read_records
-    from spotdiff.jobs.folder import MANIFEST, RECORDS
+    from spotdiff.jobs.folder import RECORDS
     from spotdiff.report import render_report, store_image_bytes
     from spotdiff.runner import REPORT
     from spotdiff.storage import ArtifactStore
 
-    run_dir = Path(args.dir)
-    if not (run_dir / MANIFEST).is_file():
-        print(
-            f"spotdiff report: {run_dir / MANIFEST} not found: DIR must be a run folder "
-            "(a `spotdiff run` output or a job's folder in the store)",
-            file=sys.stderr,
-        )
-        return 2
+    run_dir = _run_folder(args.dir)
     try:
         records = read_records(run_dir)
     except ValidationError as exc:
-        print(f"spotdiff report: {run_dir / RECORDS} holds a file that is no sample record: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(f"{run_dir / RECORDS} holds a file that is no sample record: {_first_problem(exc)}") from exc
     out = Path(args.out) if args.out else run_dir / REPORT
     title = args.title or f"spotdiff report · {run_dir.resolve().name}"
     page = render_report(records, store_image_bytes(ArtifactStore(str(run_dir))), title=title)
@@ -98,12 +143,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from spotdiff.exports import ExportOptions, export
+    from pydantic import ValidationError
 
+    from spotdiff.exports import ExportOptions, ExportUnavailable, export
+    from spotdiff.jobs.folder import RECORDS
+
+    run_dir = _run_folder(args.dir)
     options = ExportOptions(
         image_root=Path(args.image_root) if args.image_root else None, embed_images=args.embed_images
     )
-    written = export(Path(args.dir), args.format, Path(args.out) if args.out else None, options)
+    try:
+        written = export(run_dir, args.format, Path(args.out) if args.out else None, options)
+    except ValidationError as exc:
+        raise CliError(f"{run_dir / RECORDS} holds a file that is no sample record: {_first_problem(exc)}") from exc
+    except ExportUnavailable as exc:
+        raise CliError(str(exc), EXIT_MISSING) from exc
     print(written)
     return 0
 
@@ -213,7 +267,7 @@ async def _serve_all(settings: Settings, host: str, port: int, services_port: in
 def cmd_models_tiny(args: argparse.Namespace) -> int:
     from services.tiny import build_all
 
-    written = build_all(Path(args.out), seed=args.seed)
+    written = build_all(Path(args.out) if args.out else Settings().tiny_dir, seed=args.seed)
     for name, path in written.items():
         print(f"{name}: {path}")
     return 0
@@ -260,16 +314,37 @@ def cmd_models_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _command_parser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """Every command's parser shows defaults in --help and takes the common options."""
+
+    class CommandParser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", HelpFormatter)
+            kwargs.setdefault("parents", [common])
+            super().__init__(*args, **kwargs)
+
+    return CommandParser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spotdiff", description="Img-Diff difference samples as a service")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="spotdiff", description="Img-Diff difference samples as a service", formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"spotdiff {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show an error's traceback")
+    # --debug after the command too; SUPPRESS, so that a command's default does not undo one given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show an error's traceback")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_command_parser(common))
 
     run = commands.add_parser("run", help="run caption pairs end to end in this process")
     run.add_argument("pairs", help="JSONL file: one {id?, source, target, source_objects?, target_objects?, seed?}")
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--profile", choices=PROFILES, help="model profile (default: SPOTDIFF_PROFILE)")
-    run.add_argument("--concurrency", type=int, default=0, help="pairs in flight at once")
-    run.add_argument("--strict", action="store_true", help="exit 2 when any input line was skipped")
+    run.add_argument(
+        "--concurrency", type=int, default=0, help="pairs in flight at once (default: SPOTDIFF_PIPELINE__CONCURRENCY)"
+    )
+    run.add_argument("--strict", action="store_true", help="exit 2 at the first bad input line, before any model work")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 
@@ -315,10 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     stack.set_defaults(func=cmd_serve)
 
     models = commands.add_parser("models", help="model checkpoints")
-    model_commands = models.add_subparsers(dest="models_command", required=True)
+    model_commands = models.add_subparsers(dest="models_command", required=True, parser_class=type(models))
     tiny = model_commands.add_parser("tiny", help="build the tiny random-weight checkpoints")
-    tiny.add_argument("--out", default=str(Settings().tiny_dir))
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--out", help="where to build them (default: SPOTDIFF_TINY_DIR, where every command looks)")
+    tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=cmd_models_tiny)
     fetch = model_commands.add_parser(
         "fetch", help="download a profile's weights, each file checked against the hub's hash; writes a lock"
@@ -338,12 +413,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_problem(error: Exception) -> str:
+    """One line of a pydantic error: where and what (the whole report is a screenful)."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError) or not error.errors():
+        return str(error).splitlines()[0]
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}" if where else f"{first['msg']}{more}"
+
+
+def explain(error: BaseException) -> tuple[int, str]:
+    """The exit code and one line for an error no command caught: what went wrong and what to do."""
+    from pydantic import ValidationError
+
+    if isinstance(error, CliError):
+        return error.code, str(error)
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(error, ValidationError) and error.title == "Settings":
+        problems = []
+        for item in error.errors():
+            name = "SPOTDIFF_" + "__".join(str(part) for part in item["loc"]).upper()
+            problems.append(f"{name}={item.get('input')!r}: {item['msg']}")
+        return EXIT_BAD_INPUT, "bad setting: " + "; ".join(problems)
+    if isinstance(error, ModuleNotFoundError):
+        return EXIT_MISSING, f"{error.name} is not installed: pip install 'spotdiff[models]' (the model libraries)"
+    if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return EXIT_BAD_INPUT, f"{error.filename}: {error.strerror}"
+    if type(error).__module__.startswith("redis") and "Connection" in type(error).__name__:
+        return EXIT_MISSING, f"Redis does not answer ({error}): start it, or point SPOTDIFF_REDIS_URL at one"
+    return EXIT_FAILED, f"failed: {type(error).__name__}: {error} (--debug shows the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
     _offline_by_default()
-    configure_logging("warning", json_format=Settings().log_json)
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
-    return code
+    try:
+        configure_logging("warning", json_format=Settings().log_json)
+        code: int = args.func(args)
+        return code
+    except (Exception, KeyboardInterrupt) as error:
+        if args.debug:
+            raise
+        code, message = explain(error)
+        print(f"spotdiff {args.command}: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
