@@ -1,4 +1,4 @@
-"""Job routes only: submit (POST, or PUT for an idempotent id), watch, page through samples, export, cancel.
+"""Job routes only: submit (POST, or PUT for an idempotent id), list yours, watch, page through samples, export, cancel.
 What each does is in `gateway.jobs_serving`; the request model is bounded by this gateway's own limits, so the
 OpenAPI schema says what is accepted. (No postponed annotations here: the routes name a model made at run time.)"""
 
@@ -15,7 +15,7 @@ from gateway.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
 from httpkit.errors import ERROR_RESPONSES, ErrorResponse
 from spotdiff.exports import ExportFormat
 from spotdiff.protocol.ids import JobId as JobIdType
-from spotdiff.protocol.jobs import JobCreated, JobRequest, JobStatus
+from spotdiff.protocol.jobs import JobCreated, JobList, JobRequest, JobState, JobStatus
 from spotdiff.settings import Settings
 
 JobId = Annotated[JobIdType, PathParam(description="the job's id: yours with PUT, or the one POST gave you")]
@@ -59,6 +59,16 @@ def build_router(settings: Settings) -> APIRouter:
         job: JobRequest = request
         created, code = await run_in_threadpool(serving.submit, job_id, job, owner, store, celery, settings)
         return JSONResponse(created.model_dump(), code)
+
+    @router.get("", response_model=JobList, summary="your jobs, newest first (paged; filter by state)")
+    async def list_jobs(
+        owner: OwnerDep,
+        store: StoreDep,
+        state: Annotated[list[JobState], Query(description="only jobs in these states (repeat the parameter)")] = [],  # noqa: B006
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> JobList:
+        return await run_in_threadpool(serving.list_jobs, store, owner, state, offset, limit)
 
     @router.get("/{job_id}", response_model=JobStatus, summary="state, counts and the funnel of rejections")
     async def get_job(job_id: JobId, owner: OwnerDep, store: StoreDep) -> JobStatus:

@@ -28,6 +28,7 @@ from spotdiff.jobs.store import CancelOutcome, Claim, JobStore
 from spotdiff.protocol import SampleRecord
 from spotdiff.protocol.jobs import (
     JobCreated,
+    JobList,
     JobManifest,
     JobRequest,
     JobSettings,
@@ -167,6 +168,12 @@ def status(store: JobStore, job_id: str, owner: str) -> JobStatus:
     if found is None:
         raise ServiceError(404, "not_found", f"no job {job_id!r}")
     return found
+
+
+def list_jobs(store: JobStore, owner: str, states: list[JobState], offset: int, limit: int) -> JobList:
+    page, total = store.owner_jobs(owner, states, offset, limit)
+    after = offset + len(page)
+    return JobList(items=page, total=total, next_offset=after if after < total else None)
 
 
 def cancel(store: JobStore, job_id: str, owner: str) -> tuple[JobStatus, int]:

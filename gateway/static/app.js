@@ -161,6 +161,7 @@ async function startJob() {
       body: JSON.stringify(body),
     });
     openJob(created.id);
+    loadJobs().catch(showError);
   } catch (error) {
     showError(error);
   } finally {
@@ -655,6 +656,46 @@ async function download(button) {
   }
 }
 
+// ---- the caller's jobs ------------------------------------------------------------------------------------
+
+const JOBS_PAGE = 20;
+let jobsNext = null;
+
+function jobRow(job) {
+  const row = document.createElement("tr");
+  row.dataset.jobId = job.id;
+  const link = document.createElement("a");
+  link.href = `#job=${job.id}`;
+  link.textContent = job.id;
+  link.addEventListener("click", (event) => {
+    event.preventDefault();
+    openJob(job.id);
+  });
+  const created = new Date(job.created * 1000).toLocaleString();
+  const cells = [link, job.state, `${job.accepted}`, `${job.done} / ${job.total}`, created];
+  for (const content of cells) {
+    const cell = document.createElement("td");
+    if (typeof content === "string") cell.textContent = content;
+    else cell.append(content);
+    row.append(cell);
+  }
+  row.children[1].dataset.state = job.state;
+  return row;
+}
+
+async function loadJobs(append = false) {
+  const params = new URLSearchParams({ limit: `${JOBS_PAGE}`, offset: `${append ? jobsNext : 0}` });
+  const state = byId("jobs-state").value;
+  if (state) params.append("state", state);
+  const page = await apiJson(`/v1/jobs?${params}`);
+  const body = byId("jobs").querySelector("tbody");
+  if (!append) body.replaceChildren();
+  body.append(...page.items.map(jobRow));
+  jobsNext = page.next_offset;
+  byId("jobs-more").hidden = jobsNext === null;
+  byId("jobs-empty").hidden = page.total > 0;
+}
+
 // ---- start ------------------------------------------------------------------------------------------------
 
 function rememberKey() {
@@ -682,7 +723,12 @@ function init() {
   for (const button of byId("exports").querySelectorAll("button[data-format]")) {
     button.addEventListener("click", () => download(button));
   }
+  byId("jobs-refresh").addEventListener("click", () => loadJobs().catch(showError));
+  byId("jobs-state").addEventListener("change", () => loadJobs().catch(showError));
+  byId("jobs-more").addEventListener("click", () => loadJobs(true).catch(showError));
+  byId("api-key").addEventListener("change", () => loadJobs().catch(showError));
   renderSteps({}, 0);
+  if (apiKey()) loadJobs().catch(showError); // without a key, the list waits for one (or for Refresh)
   const linked = JOB_HASH.exec(window.location.hash);
   if (linked) openJob(linked[1]);
 }

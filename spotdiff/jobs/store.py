@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,6 +35,7 @@ from spotdiff.protocol.jobs import FINAL_STATES, JobManifest, JobState, JobStatu
 from spotdiff.storage import ArtifactStore
 
 PREFIX = "spotdiff:job:"
+OWNER_JOBS = "spotdiff:owner:{owner}:jobs"  # a sorted set: an owner's job ids by creation time
 CLAIM_TTL_S = 60  # a creator that died before writing its job's progress gives the id back after this
 MANIFESTS_KEPT = 32
 REDIS_CONNECT_TIMEOUT_S = 5  # an unreachable Redis is an error in seconds, not a hang
@@ -201,7 +202,25 @@ class JobStore:
             mapping["budget_pairs"] = manifest.budget_pairs or total
             if request.budget_seconds is not None:
                 mapping["budget_seconds"] = request.budget_seconds
-        self.redis.hset(self.key(manifest.id), mapping=mapping)
+        pipe = self.redis.pipeline()
+        pipe.hset(self.key(manifest.id), mapping=mapping)
+        pipe.zadd(OWNER_JOBS.format(owner=manifest.owner), {manifest.id: manifest.created})
+        pipe.execute()
+
+    def owner_jobs(
+        self, owner: str, states: Collection[JobState] = (), offset: int = 0, limit: int = 20
+    ) -> tuple[list[JobStatus], int]:
+        """An owner's jobs, newest first, those in ``states`` only when given; one page and how many in all.
+        (The index is kept where a job's progress is, so a job rebuilt from the store is listed again.)"""
+        job_ids: list[str] = self.redis.zrevrange(OWNER_JOBS.format(owner=owner), 0, -1)
+        if states:
+            pipe = self.redis.pipeline()
+            for job_id in job_ids:
+                pipe.hget(self.key(job_id), "state")
+            wanted = {state.value for state in states}
+            job_ids = [job_id for job_id, state in zip(job_ids, pipe.execute(), strict=True) if state in wanted]
+        page = [self.status(job_id) for job_id in job_ids[offset : offset + limit]]
+        return [status for status in page if status is not None], len(job_ids)
 
     def finish_pair(self, job_id: str, record: SampleRecord) -> bool:
         """Keep a pair's record (if it is the first) and count it once; True when this call counted it.

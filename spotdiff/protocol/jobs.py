@@ -174,6 +174,14 @@ class JobStatus(BaseModel):
     updated: float
 
 
+class JobList(BaseModel):
+    """A page of the caller's jobs, newest first."""
+
+    items: list[JobStatus]
+    total: int = Field(description="the caller's jobs that match, on every page")
+    next_offset: int | None = Field(description="the offset of the next page; none on the last")
+
+
 class JobCreated(BaseModel):
     id: str
     state: JobState

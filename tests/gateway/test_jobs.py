@@ -253,3 +253,48 @@ async def test_a_store_out_of_reach_is_a_503_and_readyz_names_it(tmp_path: Path)
         assert ready.json()["checks"]["redis"] == "ok"
     jobs = JobStore.from_url(REDIS_URL, str(tmp_path))
     assert not jobs.redis.exists(jobs.key("no-store", "claim"))  # a failed create leaves the id free
+
+
+async def test_each_caller_lists_their_own_jobs_newest_first_by_state(gateway: httpx.AsyncClient) -> None:
+    pair = {key: example_pairs()[0][key] for key in ("id", "source", "target")}
+    created = []
+    for _ in range(3):
+        answer = await gateway.post("/v1/jobs", json={"pairs": [pair]}, headers=auth("carol"))
+        assert answer.status_code == 202, answer.text
+        created.append(answer.json()["id"])
+    bobs = (await gateway.post("/v1/jobs", json={"pairs": [pair]}, headers=auth("bob"))).json()["id"]
+    cancelled = await gateway.delete(f"/v1/jobs/{created[1]}", headers=auth("carol"))
+    assert cancelled.status_code in (200, 202, 409), cancelled.text
+    for job_id in (created[0], created[2]):
+        await wait_done(gateway, job_id, "carol")
+
+    listed = (await gateway.get("/v1/jobs", headers=auth("carol"))).json()
+    assert [job["id"] for job in listed["items"]] == created[::-1] and listed["total"] == 3
+    assert listed["next_offset"] is None and bobs not in {job["id"] for job in listed["items"]}
+    first = (await gateway.get("/v1/jobs", params={"limit": 2}, headers=auth("carol"))).json()
+    rest = (await gateway.get("/v1/jobs", params={"offset": first["next_offset"]}, headers=auth("carol"))).json()
+    assert [job["id"] for job in first["items"] + rest["items"]] == created[::-1] and first["next_offset"] == 2
+    states = {job["id"]: job["state"] for job in listed["items"]}
+    done = (await gateway.get("/v1/jobs", params={"state": "done"}, headers=auth("carol"))).json()
+    assert {job["id"] for job in done["items"]} == {job_id for job_id, state in states.items() if state == "done"}
+    both = await gateway.get("/v1/jobs", params=[("state", "done"), ("state", "cancelled")], headers=auth("carol"))
+    assert both.json()["total"] == 3
+    assert (await gateway.get("/v1/jobs", params={"state": "lost"}, headers=auth("carol"))).status_code == 422
+    assert (await gateway.get("/v1/jobs", params={"limit": 0}, headers=auth("carol"))).status_code == 422
+    assert (await gateway.get("/v1/jobs")).status_code == 401
+    assert [job["id"] for job in (await gateway.get("/v1/jobs", headers=auth("bob"))).json()["items"]][0] == bobs
+
+
+async def test_the_job_list_comes_back_after_redis_lost_it(gateway: httpx.AsyncClient, stack: dict) -> None:
+    from spotdiff.jobs.recovery import rebuild
+    from spotdiff.jobs.store import OWNER_JOBS
+
+    pair = {key: example_pairs()[0][key] for key in ("id", "source", "target")}
+    job_id = (await gateway.post("/v1/jobs", json={"pairs": [pair]}, headers=auth("alice"))).json()["id"]
+    await wait_done(gateway, job_id)
+    store = JobStore.from_url(REDIS_URL, str(stack["storage"]))
+    store.redis.delete(OWNER_JOBS.format(owner=hash_key(KEYS["alice"])), store.key(job_id))
+    assert job_id not in {job["id"] for job in (await gateway.get("/v1/jobs", headers=auth("alice"))).json()["items"]}
+    rebuild(store, job_id)  # what the reconciler does for a job whose progress Redis lost
+    listed = (await gateway.get("/v1/jobs", headers=auth("alice"))).json()["items"]
+    assert [job["state"] for job in listed if job["id"] == job_id] == ["done"]

@@ -235,3 +235,23 @@ async def test_the_api_docs_list_the_operations_with_nothing_loaded_from_elsewhe
     await page.wait_for_load_state("networkidle")
     # ReDoc's bundle asks a CDN for its logo: the page's policy stops it in the browser, before any network
     assert all(failure in {"csp", "net::ERR_BLOCKED_BY_CSP"} for failure in outside.values()), outside
+
+
+async def test_the_page_lists_your_jobs_and_opens_one(page: Page, gateway_url: str) -> None:
+    with httpx.Client(base_url=gateway_url, timeout=30) as client:
+        pair = json.loads(example_lines(1)[0])
+        created = client.post("/v1/jobs", json={"pairs": [pair]}, headers=auth("bob"))
+        assert created.status_code == 202, created.text
+        job_id = created.json()["id"]
+    await page.goto(f"{gateway_url}/")
+    await page.fill("#api-key", KEYS["bob"])
+    await page.dispatch_event("#api-key", "change")
+    row = page.locator(f"#jobs tr[data-job-id='{job_id}']")
+    await row.wait_for(timeout=30_000)
+    await page.select_option("#jobs-state", "cancelled")
+    await row.wait_for(state="detached", timeout=10_000)
+    assert await page.is_visible("#jobs-empty")
+    await page.select_option("#jobs-state", "")
+    await row.locator("a").click()
+    await page.wait_for_selector("#state[data-state=done]", timeout=JOB_TIMEOUT_MS)
+    assert await page.text_content("#job-id") == job_id
