@@ -48,7 +48,7 @@ checkov: $(CHECKOV)
 test: models chromium checkov
 	$(BIN)/python -m pytest
 
-# the CPU stack in Docker for real: build, start, one job, its LLaVA export, down (about N minutes here)
+# the CPU stack in Docker for real: build, start, one job, its LLaVA export, down (4-8 minutes here)
 compose-test: venv
 	$(BIN)/python docker/compose_test.py
 
