@@ -5,9 +5,10 @@ OpenAPI schema says what is accepted. (No postponed annotations here: the routes
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Header, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway import jobs_serving as serving
@@ -18,6 +19,7 @@ from spotdiff.protocol.ids import JobId as JobIdType
 from spotdiff.protocol.jobs import JobCreated, JobList, JobRequest, JobState, JobStatus
 from spotdiff.settings import Settings
 
+EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}$"  # a Redis stream id, as each event's id: field gives it
 JobId = Annotated[JobIdType, PathParam(description="the job's id: yours with PUT, or the one POST gave you")]
 STATUS_RESPONSES: dict[int | str, dict[str, object]] = {
     **ERROR_RESPONSES,
@@ -100,9 +102,24 @@ def build_router(settings: Settings) -> APIRouter:
         summary="progress as server-sent events, until the job ends",
         responses={200: {"content": {"text/event-stream": {}}}},
     )
-    async def job_events(job_id: JobId, owner: OwnerDep, store: StoreDep) -> StreamingResponse:
+    async def job_events(
+        job_id: JobId,
+        owner: OwnerDep,
+        store: StoreDep,
+        settings: SettingsDep,
+        last_event_id: Annotated[
+            str | None,
+            Header(
+                alias="Last-Event-ID",
+                pattern=EVENT_ID_PATTERN,
+                description="resume after this event (the id of the last one you saw)",
+            ),
+        ] = None,
+    ) -> EventSourceResponse:
         await run_in_threadpool(serving.owned, store, job_id, owner)
-        return StreamingResponse(serving.events(store, job_id), media_type="text/event-stream")
+        return EventSourceResponse(
+            serving.events(store, job_id, last_event_id or "0"), ping=settings.gateway.events_keepalive_s
+        )
 
     @router.get(
         "/{job_id}/export",

@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery
 from pydantic import BaseModel, Field, create_model
+from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from httpkit.errors import ServiceError
@@ -194,14 +195,13 @@ def samples(store: JobStore, job_id: str, owner: str, offset: int, limit: int) -
     return SamplePage(items=page, total=total, next_offset=after if after < total else None)
 
 
-async def events(store: JobStore, job_id: str) -> AsyncIterator[str]:
-    """The job's events as server-sent events, until it ends."""
-    after = "0"
+async def events(store: JobStore, job_id: str, after: str = "0") -> AsyncIterator[ServerSentEvent]:
+    """The job's events after id ``after`` (a client's Last-Event-ID: it resumes where it was), until it ends."""
     while True:
         found = await run_in_threadpool(store.events, job_id, after, 1000)
         for event_id, fields in found:
             after = event_id
-            yield f"id: {event_id}\nevent: {fields.get('type', 'event')}\ndata: {json.dumps(fields)}\n\n"
+            yield ServerSentEvent(data=json.dumps(fields), event=fields.get("type", "event"), id=event_id)
             if fields.get("type") in FINAL_EVENTS:
                 return
         current = await run_in_threadpool(store.status, job_id)

@@ -170,6 +170,9 @@ class GatewaySettings(BaseModel):
     max_concurrent_service_calls: int = Field(
         default=8, ge=1, description="single-service calls in flight per service from one gateway; more get 429"
     )
+    events_keepalive_s: float = Field(
+        default=15.0, gt=0, le=300, description="a comment on a job's event stream this often, so that proxies keep it"
+    )
     max_jobs_in_flight_per_key: int = Field(
         default=32, ge=1, description="queued or running jobs one API key may have; one more gets 429"
     )

@@ -29,7 +29,7 @@ class ApiError extends Error {
 let view = newView(null);
 
 function newView(jobId) {
-  return { jobId, controller: new AbortController(), statusSeq: 0, renderedSeq: 0, galleryOffset: 0, blobUrls: [] };
+  return { jobId, controller: new AbortController(), statusSeq: 0, renderedSeq: 0, galleryOffset: 0, blobUrls: [], lastEventId: "" };
 }
 
 // ---- talking to the gateway ------------------------------------------------------------------------------
@@ -243,7 +243,8 @@ async function follow(current) {
     let status = await refreshStatus(current);
     for (let attempt = 0; status && !FINAL_STATES.has(status.state); attempt += 1) {
       try {
-        await readEvents(jobPath(current.jobId, "/events"), signal, (event) => {
+        await readEvents(jobPath(current.jobId, "/events"), signal, current.lastEventId, (event) => {
+          if (event.id) current.lastEventId = event.id; // a reconnect resumes after it
           showEvent(event);
           refresh();
         });
@@ -267,8 +268,9 @@ async function follow(current) {
 }
 
 /** Server-sent events read from a fetch() body: EventSource cannot send the Authorization header. */
-async function readEvents(path, signal, onEvent) {
-  const response = await api(path, { headers: { Accept: "text/event-stream" }, signal, cache: "no-store" });
+async function readEvents(path, signal, lastEventId, onEvent) {
+  const headers = { Accept: "text/event-stream", ...(lastEventId ? { "Last-Event-ID": lastEventId } : {}) };
+  const response = await api(path, { headers, signal, cache: "no-store" });
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   const parser = new EventStreamParser(onEvent);
   for (;;) {

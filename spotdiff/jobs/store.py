@@ -407,7 +407,7 @@ class JobStore:
     def event(self, job_id: str, fields: dict[str, Any]) -> None:
         self.event_log.add(self.key(job_id, "events"), fields)
 
-    def events(self, job_id: str, after: str = "0", block_ms: int = 1000) -> list[tuple[str, dict[str, str]]]:
+    def events(self, job_id: str, after: str = "0", block_ms: int = 1000) -> list[tuple[str, dict[str, Any]]]:
         return self.event_log.read(self.key(job_id, "events"), after, block_ms)
 
     def job_ids(self) -> list[str]:

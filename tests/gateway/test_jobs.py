@@ -21,9 +21,10 @@ from spotdiff.cli import main
 from spotdiff.exports import EXPORTS, FORMATS, export
 from spotdiff.jobs.queues import WORKER_QUEUES
 from spotdiff.jobs.store import JobStore
+from spotdiff.protocol.jobs import JobManifest, JobRequest, SubmittedPair
 from spotdiff.settings import Settings
 
-from .conftest import KEYS, REDIS_URL
+from .conftest import KEYS, REDIS_URL, gateway_process
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "caption_pairs.jsonl"
 
@@ -299,3 +300,68 @@ async def test_the_job_list_comes_back_after_redis_lost_it(gateway: httpx.AsyncC
     rebuild(store, job_id)  # what the reconciler does for a job whose progress Redis lost
     listed = (await gateway.get("/v1/jobs", headers=auth("alice"))).json()["items"]
     assert [job["state"] for job in listed if job["id"] == job_id] == ["done"]
+
+
+async def read_events(
+    client: httpx.AsyncClient, job_id: str, headers: dict[str, str], seconds: float | None = None
+) -> tuple[list[dict], list[str]]:
+    """The stream as an EventSource reads it: events (id, event, data as JSON) and comment lines, until it ends
+    (or for ``seconds``)."""
+    events: list[dict] = []
+    comments: list[str] = []
+    current: dict = {}
+    deadline = time.monotonic() + seconds if seconds else None
+    async with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        async for line in stream.aiter_lines():
+            if line.startswith(":"):
+                comments.append(line)
+            elif line == "" and current:
+                events.append({**current, "data": json.loads(current["data"])})
+                current = {}
+            elif line:
+                field, _, value = line.partition(": ")
+                current[field] = value
+            if deadline is not None and time.monotonic() > deadline:
+                break
+    return events, comments
+
+
+async def test_the_event_stream_resumes_after_the_last_event_seen(gateway: httpx.AsyncClient) -> None:
+    pairs = example_pairs()[:3]
+    job_id = (await gateway.post("/v1/jobs", json={"pairs": pairs}, headers=auth("alice"))).json()["id"]
+    await wait_done(gateway, job_id)
+    events, _ = await read_events(gateway, job_id, auth("alice"))
+    assert events[0]["event"] == "created" and events[-1]["event"] == "done"
+    assert events[0]["data"]["total"] == 3  # a number, not "3"
+    assert all(event["id"] for event in events) and len({event["id"] for event in events}) == len(events)
+    resumed, _ = await read_events(gateway, job_id, {**auth("alice"), "Last-Event-ID": events[1]["id"]})
+    assert resumed == events[2:]
+    bad = await gateway.get(f"/v1/jobs/{job_id}/events", headers={**auth("alice"), "Last-Event-ID": "x; DROP"})
+    assert bad.status_code == 422
+
+
+async def test_a_quiet_event_stream_sends_keep_alive_comments(stack: dict) -> None:
+    """Through a real server (uvicorn streams as proxies see it): a job with nothing to report keeps its stream
+    alive with comments."""
+    env = {
+        **stack["env"],
+        "SPOTDIFF_STORAGE_URL": str(stack["storage"]),
+        "SPOTDIFF_GATEWAY__API_KEYS": json.dumps([hash_key(KEYS["alice"])]),
+        "SPOTDIFF_GATEWAY__EVENTS_KEEPALIVE_S": "0.3",
+    }
+    store = JobStore.from_url(REDIS_URL, str(stack["storage"]))
+    job_id = f"quiet-{time.time_ns()}"
+    request = JobRequest(pairs=[SubmittedPair(id="a", source="A dog", target="A cat")])
+    manifest = JobManifest(
+        id=job_id, owner=hash_key(KEYS["alice"]), request=request, fingerprint="f", created=time.time()
+    )
+    store.create(manifest)  # never sent to the workers: after "created" the stream has nothing to say
+    try:
+        with gateway_process(env) as url:
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                events, comments = await read_events(client, job_id, auth("alice"), seconds=1.5)
+    finally:
+        store.cancel(job_id)
+    assert [event["event"] for event in events] == ["created"]
+    assert len(comments) >= 2
