@@ -14,20 +14,10 @@ import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from gateway.deps import hash_key
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 
 from .conftest import KEYS, gateway_process
 
-CHROMIUM = Path("/usr/bin/chromium")
-# This machine has no network: without these, Chromium waits on update, sync and QUIC probes.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EXAMPLES = Path(__file__).parents[2] / "examples" / "caption_pairs.jsonl"
 STEPS = {"generate", "pair_filter", "proposals", "difference_areas", "region_labels", "difference_caption"}
 # a few seconds a pair alone; over a minute for three on a busy two-core machine
