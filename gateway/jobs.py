@@ -94,8 +94,14 @@ def build_router(settings: Settings) -> APIRouter:
         store: StoreDep,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        outcome: Annotated[
+            str | None,
+            Query(max_length=200, description="accepted, surplus, or <stage>:<reason> as the funnel counts them"),
+        ] = None,
+        q: Annotated[str | None, Query(max_length=200, description="words every record shown contains")] = None,
     ) -> serving.SamplePage:
-        return await run_in_threadpool(serving.samples, store, job_id, owner, offset, limit)
+        only = serving.SampleFilter(outcome=outcome, words=q)
+        return await run_in_threadpool(serving.samples, store, job_id, owner, offset, limit, only)
 
     @router.get(
         "/{job_id}/events",

@@ -13,6 +13,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from httpkit.errors import ServiceError
 from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions, ExportUnavailable
+from spotdiff.gallery import search_text
 from spotdiff.jobs.events import FINAL_EVENTS
 from spotdiff.jobs.queues import send_round
 from spotdiff.jobs.store import CancelOutcome, Claim, JobStore
@@ -188,9 +190,37 @@ def cancel(store: JobStore, job_id: str, owner: str) -> tuple[JobStatus, int]:
     return status(store, job_id, owner), 202 if outcome is CancelOutcome.CANCELLED else 200
 
 
-def samples(store: JobStore, job_id: str, owner: str, offset: int, limit: int) -> SamplePage:
+@dataclass(frozen=True)
+class SampleFilter:
+    """Which records a page holds: an outcome (``accepted``, ``surplus``, ``<stage>:<reason>``) and words that
+    the pair id, captions, objects, labels or rejection must all contain (any case)."""
+
+    outcome: str | None = None
+    words: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.outcome or self.words)
+
+    def keeps(self, record: SampleRecord) -> bool:
+        if self.outcome and record.outcome != self.outcome:
+            return False
+        return not self.words or all(word in search_text(record) for word in self.words.lower().split())
+
+
+def samples(
+    store: JobStore, job_id: str, owner: str, offset: int, limit: int, only: SampleFilter | None = None
+) -> SamplePage:
+    """A page of the job's records; with a filter, of those it keeps (read in order, one at a time)."""
     owned(store, job_id, owner)
-    page, total = store.records_page(job_id, offset, limit)
+    if not only:
+        page, total = store.records_page(job_id, offset, limit)
+    else:
+        page, total = [], 0
+        for record in store.iter_records(job_id):
+            if only.keeps(record):
+                if offset <= total < offset + limit:
+                    page.append(record)
+                total += 1
     after = offset + len(page)
     return SamplePage(items=page, total=total, next_offset=after if after < total else None)
 

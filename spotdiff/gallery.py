@@ -64,11 +64,11 @@ SCRIPT = """
   let current = null;
   const visible = () => cards.filter((card) => !card.hidden);
   function apply() {
-    const words = search.value.trim().toLowerCase();
+    const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
     for (const card of cards) {
       card.hidden = !((!outcome.value || card.dataset.status === outcome.value)
         && (!reason.value || card.dataset.reason === reason.value)
-        && (!words || card.dataset.search.includes(words)));
+        && words.every((word) => card.dataset.search.includes(word)));
     }
     shown.textContent = `${visible().length} of ${cards.length} shown`;
   }
@@ -156,14 +156,9 @@ def _number_text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def outcome_key(record: SampleRecord) -> str:
-    """What the reason filter matches: ``stage: reason`` of a rejection, else the status."""
-    if record.rejection is not None:
-        return f"{record.rejection.stage.value}: {record.rejection.reason}"
-    return record.status.value
-
-
-def _search_text(record: SampleRecord) -> str:
+def search_text(record: SampleRecord) -> str:
+    """A record's words, lower case, for a search: id, captions, objects, labels and captions of its regions,
+    its rejection (the gallery's search box and the samples route's ``q``)."""
     words = [record.pair_id, record.source, record.target, *record.source_objects, *record.target_objects]
     for region in record.regions:
         words += [region.label_source or "", region.label_target or "", region.difference_caption or ""]
@@ -193,7 +188,7 @@ def render_card(record: SampleRecord, image_src: ImageSource) -> str:
     rejected = record.status is SampleStatus.REJECTED
     attributes = (
         f'id="{html.escape(record.pair_id)}" data-status="{record.status.value}" '
-        f'data-reason="{html.escape(outcome_key(record))}" data-search="{html.escape(_search_text(record))}" '
+        f'data-reason="{html.escape(record.outcome)}" data-search="{html.escape(search_text(record))}" '
         'tabindex="0"'
     )
     parts = [
@@ -245,7 +240,7 @@ def render_cards(records: Sequence[SampleRecord], image_src: ImageSource) -> str
 def render_tools(records: Sequence[SampleRecord]) -> str:
     """The filters over the cards (outcome, reason, each with its count; words) and the large view."""
     statuses = Counter(record.status.value for record in records)
-    reasons = Counter(outcome_key(record) for record in records)
+    reasons = Counter(record.outcome for record in records)
     outcomes = "".join(f'<option value="{key}">{key} ({count})</option>' for key, count in sorted(statuses.items()))
     why = "".join(
         f'<option value="{html.escape(key)}">{html.escape(key)} ({count})</option>'

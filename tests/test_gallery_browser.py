@@ -72,7 +72,7 @@ async def test_filters_and_search_narrow_the_cards(page: Page, run_dir: Path, wh
     assert await page.text_content("#shown") == "7 of 7 shown"
     await page.select_option("#filter-outcome", "rejected")
     assert len(await shown(page)) == 5
-    await page.select_option("#filter-reason", "pair_filter: pair_too_similar")
+    await page.select_option("#filter-reason", "pair_filter:pair_too_similar")
     assert sorted(await shown(page)) == ["alike-2", "too-alike"]
     await page.fill("#filter-search", "alike-2")
     assert await shown(page) == ["alike-2"] and await page.text_content("#shown") == "1 of 7 shown"

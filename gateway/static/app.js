@@ -398,6 +398,7 @@ function renderStatus(status) {
   overall.value = status.done;
   renderSteps(status.stages || {}, status.total);
   renderFunnel(status.funnel || {});
+  fillOutcomes(status.funnel);
   byId("cancel").hidden = FINAL_STATES.has(status.state) || !view.jobId;
 }
 
@@ -579,7 +580,30 @@ function rejectionNote(rejection) {
   const message = document.createElement("small");
   message.textContent = rejection.message;
   note.append(document.createElement("br"), message);
+  const rule = ruleLine(rejection);
+  if (rule) {
+    const line = document.createElement("small");
+    line.className = "rule";
+    line.dataset.testid = "rule";
+    line.textContent = rule;
+    note.append(document.createElement("br"), line);
+  }
   return note;
+}
+
+const THRESHOLD = /(^|_)(min|max|threshold)$/;
+
+/** The rule that decided a rejection in words: the numbers measured against the thresholds they met. */
+function ruleLine(rejection) {
+  const entries = Object.entries(rejection.numbers || {});
+  if (!entries.length) return "";
+  const show = ([key, value]) => `${key} ${typeof value === "number" ? number(value) : JSON.stringify(value)}`;
+  const measured = entries.filter(([key]) => !THRESHOLD.test(key)).map(show);
+  const limits = entries.filter(([key]) => THRESHOLD.test(key)).map(show);
+  let text = rejection.reason.replaceAll("_", " ");
+  if (measured.length) text += `: ${measured.join(", ")}`;
+  if (limits.length) text += ` against ${limits.join(", ")}`;
+  return text;
 }
 
 function card(current, record) {
@@ -601,13 +625,80 @@ function card(current, record) {
   article.append(header, pair);
   if (record.rejection) article.append(rejectionNote(record.rejection));
   if (record.regions.length) article.append(regionList(record));
+  article.tabIndex = 0;
+  article.addEventListener("click", () => openZoom(article));
+  article.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      openZoom(article);
+    }
+  });
   return article;
 }
 
-async function loadGallery(current, offset) {
-  const page = await apiJson(jobPath(current.jobId, `/samples?offset=${offset}&limit=${GALLERY_PAGE_SIZE}`), {
-    signal: current.controller.signal,
+// ---- the large view ---------------------------------------------------------------------------------------
+
+let zoomed = null;
+
+function openZoom(article) {
+  zoomed = article;
+  const large = article.cloneNode(true); // the images are blob URLs of this page: the clone shows them too
+  large.removeAttribute("tabindex");
+  byId("zoom").querySelector(".zoom-body").replaceChildren(large);
+  if (!byId("zoom").open) byId("zoom").showModal();
+}
+
+function stepCards(by) {
+  const cards = [...byId("gallery").querySelectorAll("[data-testid=gallery-card]")];
+  if (!cards.length) return;
+  const at = cards.indexOf(zoomed);
+  const next = cards[((at < 0 ? 0 : at + by) + cards.length) % cards.length];
+  if (byId("zoom").open) openZoom(next);
+  else {
+    zoomed = next;
+    next.focus();
+  }
+}
+
+function galleryKeys(event) {
+  if (byId("gallery-section").hidden || event.target.matches("input, select, textarea")) return;
+  if (event.key === "ArrowRight" || event.key === "j") stepCards(1);
+  else if (event.key === "ArrowLeft" || event.key === "k") stepCards(-1);
+  else return;
+  event.preventDefault();
+}
+
+function galleryQuery() {
+  const params = new URLSearchParams();
+  const outcome = byId("gallery-outcome").value;
+  const words = byId("gallery-search").value.trim();
+  if (outcome) params.set("outcome", outcome);
+  if (words) params.set("q", words);
+  return params;
+}
+
+/** The outcome filter's choices: the job's funnel, each with its count. */
+function fillOutcomes(funnel) {
+  const select = byId("gallery-outcome");
+  const chosen = select.value;
+  const options = Object.entries(funnel || {}).sort(funnelOrder).map(([key, count]) => {
+    const option = document.createElement("option");
+    option.value = key;
+    option.textContent = `${key} (${count})`;
+    return option;
   });
+  const all = document.createElement("option");
+  all.value = "";
+  all.textContent = "all";
+  select.replaceChildren(all, ...options);
+  select.value = chosen;
+}
+
+async function loadGallery(current, offset) {
+  const params = galleryQuery();
+  params.set("offset", `${offset}`);
+  params.set("limit", `${GALLERY_PAGE_SIZE}`);
+  const page = await apiJson(jobPath(current.jobId, `/samples?${params}`), { signal: current.controller.signal });
   if (current !== view) return;
   revokeBlobUrls(current);
   current.galleryOffset = offset;
@@ -722,6 +813,13 @@ function init() {
   byId("cancel").addEventListener("click", cancelJob);
   byId("gallery-prev").addEventListener("click", () => turnPage(-1));
   byId("gallery-next").addEventListener("click", () => turnPage(1));
+  byId("gallery-outcome").addEventListener("change", () => view.jobId && loadGallery(view, 0).catch(showError));
+  const search = throttled(async () => {
+    if (view.jobId) await loadGallery(view, 0);
+  }, 300);
+  byId("gallery-search").addEventListener("input", search);
+  byId("zoom").addEventListener("close", () => zoomed && zoomed.focus());
+  document.addEventListener("keydown", galleryKeys);
   for (const button of byId("exports").querySelectorAll("button[data-format]")) {
     button.addEventListener("click", () => download(button));
   }

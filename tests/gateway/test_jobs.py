@@ -365,3 +365,35 @@ async def test_a_quiet_event_stream_sends_keep_alive_comments(stack: dict) -> No
         store.cancel(job_id)
     assert [event["event"] for event in events] == ["created"]
     assert len(comments) >= 2
+
+
+async def test_samples_filter_by_outcome_and_words(gateway: httpx.AsyncClient) -> None:
+    pairs = example_pairs()[:4]
+    job_id = (await gateway.post("/v1/jobs", json={"pairs": pairs}, headers=auth("alice"))).json()["id"]
+    status = await wait_done(gateway, job_id)
+
+    async def page(**params: object) -> dict:
+        answer = await gateway.get(f"/v1/jobs/{job_id}/samples", params=params, headers=auth("alice"))
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    for outcome, count in status["funnel"].items():
+        found = await page(outcome=outcome)
+        assert found["total"] == count and all(
+            (
+                item["status"]
+                if item["rejection"] is None
+                else f"{item['rejection']['stage']}:{item['rejection']['reason']}"
+            )
+            == outcome
+            for item in found["items"]
+        )
+    one = await page(q=pairs[2]["id"].upper())
+    assert [item["pair_id"] for item in one["items"]] == [pairs[2]["id"]]
+    words = pairs[0]["source"].split()[1:3]  # words of a caption, in any order
+    assert pairs[0]["id"] in {item["pair_id"] for item in (await page(q=" ".join(reversed(words))))["items"]}
+    paged = await page(outcome="accepted", limit=1, offset=1)
+    assert paged["total"] == status["accepted"] and len(paged["items"]) == min(1, max(0, status["accepted"] - 1))
+    assert (await page(outcome="nowhere:never"))["total"] == 0
+    too_long = await gateway.get(f"/v1/jobs/{job_id}/samples", params={"q": "x" * 201}, headers=auth("alice"))
+    assert too_long.status_code == 422

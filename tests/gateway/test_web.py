@@ -245,3 +245,53 @@ async def test_the_page_lists_your_jobs_and_opens_one(page: Page, gateway_url: s
     await row.locator("a").click()
     await page.wait_for_selector("#state[data-state=done]", timeout=JOB_TIMEOUT_MS)
     assert await page.text_content("#job-id") == job_id
+
+
+async def test_the_gallery_filters_searches_and_shows_a_pair_large(
+    page: Page, gateway_url: str, tmp_path: Path
+) -> None:
+    from PIL import Image, ImageStat
+
+    with httpx.Client(base_url=gateway_url, timeout=30) as client:
+        pairs = [json.loads(line) for line in example_lines(3)]
+        job_id = client.post("/v1/jobs", json={"pairs": pairs}, headers=auth("alice")).json()["id"]
+    await page.goto(f"{gateway_url}/")
+    await page.fill("#api-key", KEYS["alice"])
+    await page.goto(f"{gateway_url}/#job={job_id}")
+    await page.reload()
+    await page.wait_for_selector("#state[data-state=done]", timeout=JOB_TIMEOUT_MS)
+    cards = page.locator("[data-testid=gallery-card]")
+    await cards.first.wait_for(timeout=30_000)
+    assert await cards.count() == 3
+    accepted = int(await page.text_content("#accepted") or "0")
+
+    await page.select_option("#gallery-outcome", "accepted")
+    await page.wait_for_function(f"() => document.querySelectorAll('[data-testid=gallery-card]').length === {accepted}")
+    await page.select_option("#gallery-outcome", "")
+    await page.fill("#gallery-search", pairs[1]["id"])
+    await page.wait_for_function("() => document.querySelectorAll('[data-testid=gallery-card]').length === 1")
+    assert await cards.first.get_attribute("data-pair-id") == pairs[1]["id"]
+    await page.fill("#gallery-search", "")
+    await page.wait_for_function("() => document.querySelectorAll('[data-testid=gallery-card]').length === 3")
+
+    first = page.locator("[data-testid=gallery-card][data-status=accepted]").first
+    await page.wait_for_function(IMAGES_LOADED, arg=await first.element_handle(), timeout=30_000)
+    small = await first.locator(".frame").first.bounding_box()
+    name = await first.get_attribute("data-pair-id")
+    await first.click()
+    zoom = page.locator("#zoom")
+    await zoom.wait_for(state="visible")
+    large = await zoom.locator(".frame").first.bounding_box()
+    assert small and large and large["width"] > 1.5 * small["width"]
+    assert await zoom.locator("[data-testid=box]").count() >= 2  # the boxes on both images
+    labels = await zoom.locator("[data-testid=region] .labels").all_text_contents()
+    assert labels and all(" → " in text for text in labels)  # both labels of each region
+    shot = tmp_path / "zoomed.png"
+    await zoom.locator(".frame").first.screenshot(path=str(shot))
+    picture = Image.open(shot).convert("L")
+    assert picture.width >= large["width"] - 2 and ImageStat.Stat(picture).stddev[0] > 5  # an image, drawn large
+
+    await page.keyboard.press("ArrowRight")
+    assert await zoom.locator("[data-testid=gallery-card]").get_attribute("data-pair-id") != name
+    await page.keyboard.press("Escape")
+    await zoom.wait_for(state="hidden")
