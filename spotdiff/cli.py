@@ -204,6 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import subprocess
 
     settings = _settings(args)
+    _require_redis(settings.redis_url)
     ensure_tiny_models(settings)
     urls = {name: f"http://{args.host}:{args.services_port + i}" for i, name in enumerate(SERVICE_NAMES)}
     settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"service_urls": urls})})
@@ -224,6 +225,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker.terminate()
         worker.wait(timeout=60)
     return 0
+
+
+def _require_redis(url: str) -> None:
+    """The stack keeps its jobs' progress and queues in Redis: without one, say so before starting anything."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    except (redis.RedisError, OSError) as exc:
+        raise CliError(
+            f"Redis does not answer at {url} ({exc}): start one (redis-server), or point SPOTDIFF_REDIS_URL at it",
+            EXIT_MISSING,
+        ) from exc
 
 
 def _die_with_parent() -> None:

@@ -111,3 +111,9 @@ def test_each_kind_of_error_has_its_code_and_says_what_to_do(
     got, message = explain(error)
     assert got == code
     assert all(word in message for word in words), message
+
+
+def test_serve_without_redis_says_so_before_starting_anything(tmp_path: Path) -> None:
+    result = spotdiff_cli("serve", tmp_path=tmp_path, SPOTDIFF_REDIS_URL="redis://127.0.0.1:1/0")
+    one_clear_line(result, EXIT_MISSING, "redis://127.0.0.1:1/0", "SPOTDIFF_REDIS_URL")
+    assert not (tmp_path / "tiny").exists()
