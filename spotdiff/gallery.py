@@ -52,7 +52,7 @@ body{font-family:system-ui,sans-serif;margin:24px;background:#fafafa;color:#222}
 .hint{font-size:12px;color:#666}
 """
 
-SCRIPT = """
+SCRIPT = r"""
 (() => {
   const cards = [...document.querySelectorAll("#cards > .card")];
   const outcome = document.getElementById("filter-outcome");
