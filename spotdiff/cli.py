@@ -1,4 +1,4 @@
-"""The ``spotdiff`` command: run, report, export, serve-service, serve, models.
+"""The ``spotdiff`` command: run, pairs, report, export, serve-service, serve, models.
 
 The command line is the top of the house: it is the one module of the kernel that starts the other parts
 (services, the gateway, a worker), each lazily, inside the command that needs it.
@@ -96,7 +96,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.concurrency:
         settings.pipeline.concurrency = args.concurrency
-    pairs, errors = read_pairs(_input_file(args.pairs))
+    source = _input_file(args.pairs)
+    if source.suffix == ".txt":  # single captions: rewritten into pairs first, kept beside the run for review
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        source = _write_pairs(source, out / "pairs.jsonl", args.rewrites, args.seed)
+    pairs, errors = read_pairs(source)
     if args.strict and errors:
         first = errors[0]
         raise CliError(f"{args.pairs}:{first.line}: {first.message} (--strict: nothing was run)")
@@ -104,9 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         why = f"; {len(errors)} lines could not be read, the first: line {errors[0].line}" if errors else ""
         raise CliError(f"{args.pairs}: no caption pairs to run{why}")
     ensure_tiny_models(settings)
-    summary = asyncio.run(
-        run_embedded(Path(args.pairs), Path(args.out), settings, progress=not args.quiet, clients=in_process)
-    )
+    summary = asyncio.run(run_embedded(source, Path(args.out), settings, progress=not args.quiet, clients=in_process))
     for error in summary.input_errors:
         print(f"{args.pairs}:{error.line}: skipped: {error.message}", file=sys.stderr)
     print(
@@ -115,6 +118,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         + f" in {summary.seconds:.1f}s\n"
         f"  {Path(args.out) / SAMPLES}\n  {Path(args.out) / GALLERY}\n  {Path(args.out) / REPORT}"
     )
+    return 0
+
+
+def _write_pairs(captions_file: Path, out: Path, rewrites: int, seed: int) -> Path:
+    """Caption pairs from a file of single captions (one per line), by the weight-free rewriter; each drop said."""
+    from spotdiff.captions import pairs_from_captions, read_captions
+
+    captions = read_captions(captions_file.read_text(encoding="utf-8").splitlines())
+    pairs, dropped = pairs_from_captions(captions, rewrites=rewrites, base_seed=seed)
+    for drop in dropped:
+        print(f"{captions_file}:{drop.line}: rewrite {drop.rewrite} dropped: {drop.reason}", file=sys.stderr)
+    if not pairs:
+        raise CliError(f"{captions_file}: no caption gave a pair ({len(captions)} captions read)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(pair.model_dump_json(exclude_none=True) + "\n" for pair in pairs), encoding="utf-8")
+    print(f"{len(pairs)} pairs from {len(captions)} captions: {out}", file=sys.stderr)
+    return out
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    _write_pairs(_input_file(args.captions), Path(args.out), args.rewrites, args.seed)
     return 0
 
 
@@ -352,7 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_command_parser(common))
 
     run = commands.add_parser("run", help="run caption pairs end to end in this process")
-    run.add_argument("pairs", help="JSONL file: one {id?, source, target, source_objects?, target_objects?, seed?}")
+    run.add_argument(
+        "pairs",
+        help="JSONL file: one {id?, source, target, source_objects?, target_objects?, seed?}; or a .txt of "
+        "single captions, rewritten into pairs first (OUT/pairs.jsonl)",
+    )
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--profile", choices=PROFILES, help="model profile (default: SPOTDIFF_PROFILE)")
     run.add_argument(
@@ -360,7 +388,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--strict", action="store_true", help="exit 2 at the first bad input line, before any model work")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--rewrites", type=int, default=1, help="a .txt of captions: pairs made from each caption")
+    run.add_argument("--seed", type=int, default=0, help="a .txt of captions: the rewrites' base seed")
     run.set_defaults(func=cmd_run)
+
+    pairs = commands.add_parser(
+        "pairs", help="caption pairs from single captions (one per line), for review before a run"
+    )
+    pairs.add_argument("captions", help="text file: one caption per line")
+    pairs.add_argument("--out", required=True, help="JSONL of caption pairs, as `spotdiff run` reads")
+    pairs.add_argument("--rewrites", type=int, default=1, help="pairs made from each caption")
+    pairs.add_argument("--seed", type=int, default=0, help="base seed: the same seed, the same rewrites")
+    pairs.set_defaults(func=cmd_pairs)
 
     report = commands.add_parser("report", help="write a run's dataset as one self-contained HTML report")
     report.add_argument("dir", help=RUN_FOLDER)

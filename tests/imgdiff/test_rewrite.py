@@ -1,0 +1,187 @@
+"""Stage (a): the reference's prompt and post-filters on its own cases, repeatable seeds, the weight-free
+lexicon rewriter's grammar on many captions, and the checks a pair passes before any image is made."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from spotdiff.imgdiff.objects import changed_objects, is_noun, lemma
+from spotdiff.imgdiff.rewrite import (
+    ORIG_TASK,
+    Cleaned,
+    article_for,
+    clean_answer,
+    kind_of,
+    lexicon,
+    lexicon_rewrite,
+    orig_prompt,
+    pair_decision,
+    plural,
+    rewrite_seed,
+)
+
+CAPTIONS = [
+    "A dog on the grass",
+    "An apple on a wooden table",
+    "Two cats sleeping on a sofa",
+    "A man riding a horse on the beach",
+    "A red car parked on a city street",
+    "A bus driving down the road",
+    "An owl sitting on a branch",
+    "A plate of food next to a cup of coffee",
+    "A woman holding an umbrella",
+    "A boy flying a kite in the park",
+    "Three sheep standing in a field",
+    "A cow grazing near a tree",
+    "A laptop on a desk beside a lamp",
+    "A guitar leaning against a chair",
+    "A bowl of oranges on the counter",
+    "An elephant walking through the jungle",
+    "A boat floating on a calm lake",
+    "Two horses pulling a cart",
+    "A pizza on a plate",
+    "A girl hugging a small dog",
+    "A truck carrying logs on a highway",
+    "An airplane flying over the mountains",
+    "A bicycle chained to a bench",
+    "A vase of tulips on a windowsill",
+    "A bed with a pillow and a blanket",
+    "Several bananas hanging in a market",
+    "A duck swimming in a pond",
+    "A clock hanging on a brick wall",
+    "A sandwich and a bottle on a picnic table",
+    "A giraffe eating leaves",
+    "A skateboard lying on the sidewalk",
+    "A cake with candles on a table",
+    "Two dogs playing with a ball",
+    "A motorcycle parked next to a fence",
+    "A zebra drinking at a river",
+    "A train crossing a bridge",
+    "A pair of boots by the door",
+    "A violin resting on a music stand",
+    "A hammer on a workbench",
+    "A bear catching fish in a stream",
+    "A cactus in a clay pot",
+    "An umbrella on the beach",
+    "A laptop and a phone on a sofa",
+    "A penguin standing on the ice",
+    "A ladder against a house",
+    "A basket full of apples",
+    "A horse and a donkey in a barn",
+    "An egg in a frying pan",
+    "A squirrel eating a nut on a bench",
+    "A helicopter landing on a ship",
+    "A television above a cabinet",
+    "A rabbit hiding under a bush",
+    "Four chairs around a table",
+    "A lion resting under a tree",
+    "A parrot on a man's shoulder",
+    "An orange next to a knife on a cutting board",
+]
+WORD = re.compile(r"\w+")
+
+
+def test_the_prompt_is_the_references_word_for_word() -> None:
+    assert orig_prompt("A dog on the grass") == (
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+        'detailed, and polite answers to the user\'s questions. USER: Here is a sentence: "A dog on the grass". '
+        "Please replace one entity in this sentence with another entity, such as an animal, a vehicle, or a piece "
+        "of furniture. Please only answer with the replaced sentence. ASSISTANT:"
+    )
+    assert ORIG_TASK.startswith("Please replace one entity")
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("A cat on the grass</s>", Cleaned("A cat on the grass", "rewritten")),
+        ("<s> A cat on the grass\nEND", Cleaned("A cat on the grass", "rewritten")),
+        ('"A cat on the grass."', Cleaned("A cat on the grass.", "rewritten")),
+        ("Sure, here it is:\n---\nA cat on the grass", Cleaned("A cat on the grass", "rewritten")),
+        ("a --- b --- A cat on the grass", Cleaned("A cat on the grass", "rewritten")),
+        ("I replaced the dog: A cat on the grass", Cleaned(None, "mentions_replac")),
+        ("Replacement: A cat on the grass", Cleaned(None, "mentions_replac")),
+        ("The dog has become a cat.", Cleaned(None, "mentions_become")),
+        ("Modified sentence: A cat on the grass", Cleaned(None, "mentions_modified")),
+        ("</s>", Cleaned(None, "empty_answer")),
+    ],
+)
+def test_the_references_post_filters(answer: str, expected: Cleaned) -> None:
+    assert clean_answer(answer) == expected
+
+
+def test_the_prompt_is_stripped_from_an_echoing_answer() -> None:
+    prompt = orig_prompt("A dog on the grass")
+    assert clean_answer(prompt + " A cat on the grass</s>", prompt) == Cleaned("A cat on the grass", "rewritten")
+
+
+def test_a_seed_gives_the_same_rewrite_and_numbers_give_others() -> None:
+    for caption in CAPTIONS[:20]:
+        assert rewrite_seed(caption, 3) == rewrite_seed(caption, 3)
+        assert lexicon_rewrite(caption, rewrite_seed(caption, 3)) == lexicon_rewrite(caption, rewrite_seed(caption, 3))
+    assert rewrite_seed("A dog", 0) != rewrite_seed("A dog", 1) != rewrite_seed("A cat", 1)
+    assert rewrite_seed("A dog", 0, base_seed=1) != rewrite_seed("A dog", 0)
+    varied = {lexicon_rewrite(CAPTIONS[0], rewrite_seed(CAPTIONS[0], k)) for k in range(5)}
+    assert len(varied) >= 3
+
+
+def test_the_lexicon_holds_hundreds_of_concrete_nouns_each_once() -> None:
+    nouns = [noun for nouns in lexicon().values() for noun in nouns]
+    assert len(nouns) >= 300 and len(nouns) == len(set(nouns)) == len(kind_of())
+    assert {"animal", "vehicle", "furniture", "food", "household"} <= set(lexicon())
+    # singular, nouns to the object stage, and back to themselves from the plural the rewriter makes
+    assert all(lemma(noun) == noun and is_noun(noun) and lemma(plural(noun)) == noun for noun in nouns)
+
+
+@pytest.mark.parametrize("caption", CAPTIONS)
+def test_the_lexicon_rewriter_keeps_articles_and_number_right(caption: str) -> None:
+    assert len(CAPTIONS) >= 50
+    for number in range(3):
+        rewrite = lexicon_rewrite(caption, rewrite_seed(caption, number))
+        assert rewrite is not None and rewrite.text != caption
+        assert kind_of()[rewrite.replaced] == kind_of()[rewrite.replacement] == rewrite.kind
+        assert changed_objects(caption, rewrite.text) == ([rewrite.replaced], [rewrite.replacement])
+        before, after = WORD.findall(caption), WORD.findall(rewrite.text)
+        assert len(before) == len(after)
+        changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+        noun_at = next(i for i in changed if lemma(after[i].lower()) == rewrite.replacement)
+        assert set(changed) <= {noun_at, noun_at - 1}  # the noun, and maybe its article
+        was_plural = before[noun_at].lower() != rewrite.replaced
+        assert (after[noun_at].lower() != rewrite.replacement) == was_plural, (caption, rewrite.text)
+        if noun_at > 0 and after[noun_at - 1].lower() in ("a", "an"):
+            assert after[noun_at - 1].lower() == article_for(after[noun_at]), rewrite.text
+            assert after[noun_at - 1][0].isupper() == before[noun_at - 1][0].isupper()
+
+
+def test_articles_follow_the_sound() -> None:
+    assert [article_for(word) for word in ("owl", "dog", "unicorn", "umbrella", "ewe", "hour", "Apple")] == [
+        "an",
+        "a",
+        "a",
+        "an",
+        "a",
+        "an",
+        "an",
+    ]
+    assert lexicon_rewrite("The sky at night", 0) is None  # no noun the lexicon knows
+    for seed in range(10):  # a lexicon word used as a verb, after no determiner, stays
+        rewrite = lexicon_rewrite("Two people watch a dog", seed)
+        assert rewrite is not None and rewrite.replaced == "dog" and "watch" in rewrite.text
+    assert lexicon_rewrite("A girl hugging a teddy bear", 0) is None  # a compound's noun stays
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "tokens", "reason"),
+    [
+        ("A dog on the grass", "A cat on the grass", (7, 7), "rewrite_ok"),
+        ("A dog on the grass", "a dog  on the grass", (7, 7), "same_sentence"),
+        ("A dog on the grass", "A dog in the grass", (7, 7), "no_changed_noun"),
+        ("A dog on the grass", "A cat on the grass", (7, 90), "too_long"),
+    ],
+)
+def test_a_pair_is_checked_before_any_image(source: str, target: str, tokens: tuple[int, int], reason: str) -> None:
+    decision = pair_decision(source, target, *tokens)
+    assert decision.reason == reason and bool(decision) == (reason == "rewrite_ok")
+    assert decision.numbers["tokens_max"] == 77 and decision.numbers["target_tokens"] == tokens[1]

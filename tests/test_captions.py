@@ -1,0 +1,73 @@
+"""Single captions into caption pairs (the weight-free rewriter) and on through a run: `spotdiff pairs` as a
+user runs it, drops with their reasons, the same seed giving the same pairs, and a run's samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from spotdiff.captions import estimated_tokens, pairs_from_captions, read_captions
+from spotdiff.clients import ServiceClients
+from spotdiff.imgdiff.objects import changed_objects
+from spotdiff.protocol import SampleRecord
+from spotdiff.runner import read_pairs, run_embedded
+from spotdiff.settings import Settings
+
+CAPTIONS = Path(__file__).parent.parent / "examples" / "captions.txt"
+
+
+def test_each_caption_gives_its_rewrites_checked_and_seeded() -> None:
+    captions = read_captions(["A dog on the grass", "", "The sky at night", "A cat on a sofa"])
+    assert captions == [(1, "A dog on the grass"), (3, "The sky at night"), (4, "A cat on a sofa")]
+    pairs, dropped = pairs_from_captions(captions, rewrites=3)
+    assert {pair.id for pair in pairs} <= {f"l{line}-r{k}" for line in (1, 4) for k in range(3)}
+    assert [(drop.line, drop.reason) for drop in dropped if drop.reason == "no_known_noun"] == [(3, "no_known_noun")]
+    assert len(pairs) + len(dropped) == 3 + 3 + 1  # the caption without a known noun is tried once
+    for pair in pairs:
+        assert changed_objects(pair.source, pair.target) == (pair.source_objects, pair.target_objects)
+        assert pair.seed is not None
+    again, _ = pairs_from_captions(captions, rewrites=3)
+    assert again == pairs
+    other, _ = pairs_from_captions(captions, rewrites=3, base_seed=1)
+    assert [pair.target for pair in other] != [pair.target for pair in pairs]
+
+
+def test_token_counts_are_estimated_with_the_encoders_start_and_end() -> None:
+    assert estimated_tokens("A dog, on the grass.") == 7 + 2
+    long = " ".join(["dog"] * 80)
+    _, dropped = pairs_from_captions([(1, f"A {long}")], rewrites=1)
+    assert [drop.reason for drop in dropped] == ["too_long"] and dropped[0].numbers["tokens_max"] == 77
+
+
+def test_spotdiff_pairs_writes_what_run_reads(tmp_path: Path) -> None:
+    out = tmp_path / "pairs.jsonl"
+    command = [sys.executable, "-m", "spotdiff.cli", "pairs", str(CAPTIONS), "--out", str(out), "--rewrites", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    pairs, errors = read_pairs(out)
+    assert errors == [] and len(pairs) == 2 * len(CAPTIONS.read_text().splitlines())
+    assert all(json.loads(line)["source_objects"] for line in out.read_text().splitlines())
+    empty = tmp_path / "nothing.txt"
+    empty.write_text("The sky at night\n")
+    failed = subprocess.run(
+        [*command[:4], str(empty), "--out", str(tmp_path / "x.jsonl")], capture_output=True, text=True
+    )
+    assert failed.returncode == 2 and "no caption gave a pair" in failed.stderr and "no_known_noun" in failed.stderr
+
+
+async def test_a_run_from_captions(clients: ServiceClients, settings: Settings, tmp_path: Path) -> None:
+    pairs, _ = pairs_from_captions(read_captions(CAPTIONS.read_text().splitlines()))
+    source = tmp_path / "pairs.jsonl"
+    source.write_text("".join(pair.model_dump_json(exclude_none=True) + "\n" for pair in pairs))
+    summary = await run_embedded(source, tmp_path / "run", settings, progress=False, clients=clients)
+    records = [
+        SampleRecord.model_validate_json(line) for line in (tmp_path / "run/samples.jsonl").read_text().splitlines()
+    ]
+    assert summary.pairs == len(records) == len(pairs) and summary.accepted >= 1
+    by_id = {pair.id: pair for pair in pairs}
+    for record in records:
+        assert (record.source, record.target) == (by_id[record.pair_id].source, by_id[record.pair_id].target)
+        assert record.source_objects == by_id[record.pair_id].source_objects
