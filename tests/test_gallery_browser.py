@@ -10,26 +10,20 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from PIL import Image
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from spotdiff.exports import read_records
 from spotdiff.gallery import render_gallery
 from spotdiff.report import render_report, store_image_bytes
 from spotdiff.storage import ArtifactStore
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import chromium
 from tests.test_report import make_run_dir
 
 
 @pytest_asyncio.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs it")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest_asyncio.fixture

@@ -73,3 +73,18 @@ def stack(tiny_dir: Path, redis_db: redis.Redis, tmp_path_factory: pytest.TempPa
         yield running
     finally:
         stop([*running["services"].values(), running["worker"]])
+
+
+@pytest.fixture(scope="module")
+def gateway_url(stack: dict) -> Iterator[str]:
+    """A gateway process on the stack's Redis and storage (keys of alice and bob), so the stack's worker runs
+    what it accepts."""
+    from gateway.deps import hash_key
+
+    env = {
+        **stack["env"],
+        "SPOTDIFF_STORAGE_URL": str(stack["storage"]),
+        "SPOTDIFF_GATEWAY__API_KEYS": json.dumps([hash_key(KEYS["alice"]), hash_key(KEYS["bob"])]),
+    }
+    with gateway_process(env) as url:
+        yield url

@@ -17,24 +17,13 @@ from spotdiff import client as client_module
 from spotdiff.client import AsyncClient, Client, GatewayError
 from spotdiff.settings import Settings
 
-from .conftest import KEYS, REDIS_URL, gateway_process
+from .conftest import KEYS, REDIS_URL
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "caption_pairs.jsonl"
 
 
 def pairs(count: int) -> list[dict]:
     return [json.loads(line) for line in EXAMPLES.read_text().splitlines()[:count]]
-
-
-@pytest.fixture(scope="module")
-def gateway_url(stack: dict) -> Iterator[str]:
-    env = {
-        **stack["env"],
-        "SPOTDIFF_STORAGE_URL": str(stack["storage"]),
-        "SPOTDIFF_GATEWAY__API_KEYS": json.dumps([hash_key(KEYS["alice"]), hash_key(KEYS["bob"])]),
-    }
-    with gateway_process(env) as url:
-        yield url
 
 
 def test_a_job_from_submit_to_export(gateway_url: str, tmp_path: Path) -> None:

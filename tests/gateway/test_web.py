@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import Browser, ConsoleMessage, Page
 
-from gateway.deps import hash_key
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import chromium
 
-from .conftest import KEYS, gateway_process
+from .conftest import KEYS
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "caption_pairs.jsonl"
 STEPS = {"generate", "pair_filter", "proposals", "difference_areas", "region_labels", "difference_caption"}
@@ -51,28 +50,10 @@ def auth(who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[who]}"}
 
 
-@pytest.fixture(scope="module")
-def gateway_url(stack: dict) -> Iterator[str]:
-    """A gateway process on the stack's Redis and storage, so the stack's worker runs what it accepts."""
-    env = {
-        **stack["env"],
-        "SPOTDIFF_STORAGE_URL": str(stack["storage"]),
-        "SPOTDIFF_GATEWAY__API_KEYS": json.dumps([hash_key(KEYS["alice"]), hash_key(KEYS["bob"])]),
-    }
-    with gateway_process(env) as url:
-        yield url
-
-
 @pytest_asyncio.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make chromium` installs it")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest_asyncio.fixture
