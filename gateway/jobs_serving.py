@@ -23,6 +23,7 @@ from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from httpkit.errors import ServiceError
+from spotdiff.captions import pairs_from_captions
 from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions, ExportUnavailable
 from spotdiff.gallery import search_text
 from spotdiff.jobs.events import FINAL_EVENTS
@@ -39,6 +40,7 @@ from spotdiff.protocol.jobs import (
     JobStatus,
     SubmittedPair,
 )
+from spotdiff.protocol.records import Caption
 from spotdiff.settings import Settings
 
 EXPORT_CHUNK_BYTES = 1 << 20
@@ -75,7 +77,11 @@ def job_request_model(settings: Settings) -> type[JobRequest]:
         __base__=JobRequest,
         pairs=(
             list[SubmittedPair],
-            Field(min_length=1, max_length=pairs, description=JobRequest.model_fields["pairs"].description),
+            Field(default_factory=list, max_length=pairs, description=JobRequest.model_fields["pairs"].description),
+        ),
+        captions=(
+            list[Caption] | None,
+            Field(None, max_length=pairs, description=JobRequest.model_fields["captions"].description),
         ),
         settings=(job_settings, Field(default_factory=job_settings, description="pipeline settings for this job")),
         target_accepted=(
@@ -114,12 +120,32 @@ def _existing(store: JobStore, job_id: str, claim: Claim, held: Claim) -> tuple[
     return JobCreated(id=job_id, state=status.state, total=status.total), 200
 
 
+def with_pairs(request: JobRequest, max_pairs: int) -> JobRequest:
+    """A request of captions with its pairs made (the weight-free rewriter; each pair names its caption); a
+    request of pairs as it is. Pairs and captions together, or captions that give no pair, are a 422."""
+    if not request.captions:
+        return request
+    if request.pairs:
+        raise ServiceError(422, "invalid_request", "a job has pairs or captions, not both")
+    if len(request.captions) * request.rewrites_per_caption > max_pairs:
+        raise ServiceError(
+            422, "invalid_request", f"captions × rewrites_per_caption is over this gateway's {max_pairs} pairs a job"
+        )
+    made, dropped = pairs_from_captions(list(enumerate(request.captions, 1)), rewrites=request.rewrites_per_caption)
+    if not made:
+        reasons = sorted({f"caption {drop.line}: {drop.reason}" for drop in dropped})
+        raise ServiceError(422, "no_pairs", "no caption gave a caption pair", details=reasons)
+    pairs = [SubmittedPair.model_validate(pair.model_dump()) for pair in made]
+    return request.model_copy(update={"pairs": pairs})
+
+
 def submit(
     job_id: str, request: JobRequest, owner: str, store: JobStore, celery: Celery, settings: Settings
 ) -> tuple[JobCreated, int]:
     """Create the job once and send its first round; (what was created, 201), or (the job as it is, 200) for
     the same body again. Whoever loses a race for the id is told what won it (200, 403 or 409)."""
-    claim = Claim(owner, request.fingerprint())
+    claim = Claim(owner, request.fingerprint())  # of the body as sent: the same captions again, the same job
+    request = with_pairs(request, settings.gateway.max_pairs_per_job)
     held = store.claim(job_id, claim)
     if held is not None:
         return _existing(store, job_id, claim, held)

@@ -11,6 +11,7 @@ from typing import Any
 
 from spotdiff.imgdiff.rewrite import lexicon_rewrite, pair_decision, rewrite_seed
 from spotdiff.protocol import CaptionPair
+from spotdiff.protocol.records import RewriteOrigin
 
 _TOKENS = re.compile(r"\w+|[^\w\s]")
 
@@ -67,6 +68,14 @@ def pairs_from_captions(
                     source_objects=[rewrite.replaced],
                     target_objects=[rewrite.replacement],
                     seed=seed,
+                    rewrite=RewriteOrigin(
+                        caption=caption,
+                        rewriter="lexicon",
+                        number=number,
+                        seed=seed,
+                        replaced=rewrite.replaced,
+                        replacement=rewrite.replacement,
+                    ),
                 )
             )
     return pairs, dropped

@@ -29,6 +29,7 @@ def provenance(run: PairRun, settings: Settings, models: dict[str, ModelRef]) ->
         settings=recorded,
         profile=settings.profile,
         spotdiff_version=spotdiff.__version__,
+        rewrite=run.pair.rewrite,
     )
 
 

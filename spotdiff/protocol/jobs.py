@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from spotdiff.protocol.ids import JobId, SubmittedPairId
-from spotdiff.protocol.records import CaptionPair
+from spotdiff.protocol.records import Caption, CaptionPair
 from spotdiff.settings import DEPLOYMENT_ONLY, PipelineSettings
 
 LOCAL_OWNER = "local"  # who owns a job when the gateway has no API keys, and every embedded run
+MAX_REWRITES = 20  # pairs made from one caption
 MAX_PAIRS_PER_JOB = 100_000  # above any gateway's own limit (GatewaySettings.max_pairs_per_job)
 MAX_BUDGET_SECONDS = 30 * 86400.0
 
@@ -80,8 +81,17 @@ class JobRequest(BaseModel):
     )
 
     pairs: list[SubmittedPair] = Field(
-        min_length=1, max_length=MAX_PAIRS_PER_JOB, description="caption pairs, each with an id of its own"
+        default_factory=list,
+        max_length=MAX_PAIRS_PER_JOB,
+        description="caption pairs, each with an id of its own (or captions in their place)",
     )
+    captions: list[Caption] | None = Field(
+        default=None,
+        max_length=MAX_PAIRS_PER_JOB,
+        description="single captions in place of pairs: each is rewritten into pairs (one of its nouns replaced by "
+        "another of its kind), ids l<n>-r<k> for caption n's k-th rewrite",
+    )
+    rewrites_per_caption: int = Field(default=1, ge=1, le=MAX_REWRITES, description="pairs made from each caption")
     settings: JobSettings = Field(
         default_factory=JobSettings,
         description='pipeline settings to override for this job, e.g. {"semantics": "dj"}',
@@ -109,6 +119,8 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> JobRequest:
+        if not self.pairs and not self.captions:
+            raise ValueError("a job has caption pairs, or captions to make them from")
         seen: set[str] = set()
         for pair in self.pairs:
             if pair.id in seen:

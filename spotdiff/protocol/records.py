@@ -41,6 +41,17 @@ class Stage(StrEnum):
     DIFFERENCE_CAPTION = "difference_caption"
 
 
+class RewriteOrigin(BaseModel):
+    """Where a pair came from when spotdiff made it from a single caption (stage (a))."""
+
+    caption: Caption = Field(description="the single caption; the pair's source")
+    rewriter: str = Field(description="what rewrote it: lexicon (weight-free) or a language model's id")
+    number: int = Field(ge=0, description="which rewrite of the caption this is")
+    seed: int = Field(ge=0, description="the rewrite's seed: the same caption, number and seed, the same rewrite")
+    replaced: str | None = Field(default=None, description="the object word the rewrite replaced")
+    replacement: str | None = Field(default=None, description="the object word it put in its place")
+
+
 class CaptionPair(BaseModel):
     """One request for a difference sample: a source caption and a target caption that differ in an object."""
 
@@ -56,6 +67,7 @@ class CaptionPair(BaseModel):
     )
     target_objects: list[ObjectWord] | None = Field(default=None, max_length=MAX_OBJECTS)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    rewrite: RewriteOrigin | None = Field(default=None, description="set when spotdiff made the pair from a caption")
 
     @model_validator(mode="after")
     def _captions_differ(self) -> CaptionPair:
@@ -79,6 +91,7 @@ class Provenance(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     profile: str
     spotdiff_version: str
+    rewrite: RewriteOrigin | None = Field(default=None, description="the caption the pair was rewritten from")
 
 
 class Rejection(BaseModel):

@@ -397,3 +397,37 @@ async def test_samples_filter_by_outcome_and_words(gateway: httpx.AsyncClient) -
     assert (await page(outcome="nowhere:never"))["total"] == 0
     too_long = await gateway.get(f"/v1/jobs/{job_id}/samples", params={"q": "x" * 201}, headers=auth("alice"))
     assert too_long.status_code == 422
+
+
+async def test_a_job_of_single_captions_runs_with_its_rewrites_in_the_records(gateway: httpx.AsyncClient) -> None:
+    captions = ["A dog on the grass", "Two cats sleeping on a sofa"]
+    body = {"captions": captions, "rewrites_per_caption": 2}
+    created = await gateway.put("/v1/jobs/from-captions", json=body, headers=auth("alice"))
+    assert created.status_code == 201, created.text
+    assert created.json()["total"] == 4
+    status = await wait_done(gateway, "from-captions")
+    assert status["done"] == status["total"] == 4
+    records = (await gateway.get("/v1/jobs/from-captions/samples", headers=auth("alice"))).json()["items"]
+    assert sorted(record["pair_id"] for record in records) == ["l1-r0", "l1-r1", "l2-r0", "l2-r1"]
+    for record in records:
+        origin = record["provenance"]["rewrite"]
+        assert origin["rewriter"] == "lexicon" and origin["caption"] == record["source"]
+        assert origin["caption"] == captions[int(record["pair_id"][1]) - 1] and record["target"] != record["source"]
+        assert [origin["replaced"]] == record["source_objects"] and [origin["replacement"]] == record["target_objects"]
+    again = await gateway.put("/v1/jobs/from-captions", json=body, headers=auth("alice"))
+    assert again.status_code == 200  # the same captions again: the same job
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"captions": ["The sky at night"]}, "no_pairs"),
+        ({"captions": ["A dog on the grass"], "pairs": example_pairs()[:1]}, "invalid_request"),
+        ({}, "invalid_request"),
+        ({"captions": ["A dog"], "rewrites_per_caption": 21}, "invalid_request"),
+        ({"captions": [""]}, "invalid_request"),
+    ],
+)
+async def test_bad_caption_jobs_are_422(gateway: httpx.AsyncClient, body: dict, code: str) -> None:
+    answer = await gateway.post("/v1/jobs", json=body, headers=auth("alice"))
+    assert answer.status_code == 422 and answer.json()["error"]["code"] == code, answer.text
