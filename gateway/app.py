@@ -60,7 +60,10 @@ async def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
     except Exception as exc:
         checks["store"] = f"unreachable: {type(exc).__name__}: {exc}"
 
-    async def probe(name: str, url: str, client: httpx.AsyncClient) -> None:
+    async def probe(name: str, url: str | None, client: httpx.AsyncClient) -> None:
+        if url is None:
+            checks[name] = "not configured: no URL in worker.service_urls"
+            return
         try:
             answer = await client.get(f"{url}/readyz", timeout=2)
             checks[name] = "ok" if answer.status_code == 200 else f"not ready ({answer.status_code})"
@@ -68,7 +71,8 @@ async def readyz(settings: SettingsDep, store: StoreDep) -> JSONResponse:
             checks[name] = f"unreachable: {type(exc).__name__}"
 
     async with httpx.AsyncClient() as client:
-        await asyncio.gather(*(probe(n, u, client) for n, u in settings.worker.service_urls.items()))
+        urls = settings.worker.service_urls
+        await asyncio.gather(*(probe(name, urls.get(name), client) for name in settings.services_in_use()))
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503)
 

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import jobs_serving as serving
 from gateway.deps import CeleryDep, OwnerDep, SettingsDep, StoreDep
+from gateway.services import GatesDep
 from httpkit.errors import ERROR_RESPONSES, ErrorResponse
 from spotdiff.exports import ExportFormat
 from spotdiff.protocol.ids import JobId as JobIdType
@@ -37,10 +38,18 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post("", status_code=202, response_model=JobCreated, summary="submit caption pairs")
     async def create_job(
-        request: Submission, owner: OwnerDep, settings: SettingsDep, store: StoreDep, celery: CeleryDep
+        request: Submission,
+        owner: OwnerDep,
+        settings: SettingsDep,
+        store: StoreDep,
+        celery: CeleryDep,
+        gates: GatesDep,
     ) -> JobCreated:
         job: JobRequest = request
-        created, _ = await run_in_threadpool(serving.submit, uuid.uuid4().hex, job, owner, store, celery, settings)
+        made = await serving.with_pairs(job, settings, gates.clients.rewriting)
+        created, _ = await run_in_threadpool(
+            serving.submit, uuid.uuid4().hex, job, made, owner, store, celery, settings
+        )
         return created
 
     @router.put(
@@ -57,9 +66,11 @@ def build_router(settings: Settings) -> APIRouter:
         settings: SettingsDep,
         store: StoreDep,
         celery: CeleryDep,
+        gates: GatesDep,
     ) -> JSONResponse:
         job: JobRequest = request
-        created, code = await run_in_threadpool(serving.submit, job_id, job, owner, store, celery, settings)
+        made = await serving.with_pairs(job, settings, gates.clients.rewriting)
+        created, code = await run_in_threadpool(serving.submit, job_id, job, made, owner, store, celery, settings)
         return JSONResponse(created.model_dump(), code)
 
     @router.get("", response_model=JobList, summary="your jobs, newest first (paged; filter by state)")

@@ -22,8 +22,10 @@ from pydantic import BaseModel, Field, create_model
 from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from gateway.services import relayed
 from httpkit.errors import ServiceError
-from spotdiff.captions import pairs_from_captions
+from spotdiff.captions import LexiconRewriter, ModelRewriter, Rewriter, pairs_from_captions
+from spotdiff.clients import RewritingClient, ServiceCallError
 from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions, ExportUnavailable
 from spotdiff.gallery import search_text
 from spotdiff.jobs.events import FINAL_EVENTS
@@ -120,32 +122,48 @@ def _existing(store: JobStore, job_id: str, claim: Claim, held: Claim) -> tuple[
     return JobCreated(id=job_id, state=status.state, total=status.total), 200
 
 
-def with_pairs(request: JobRequest, max_pairs: int) -> JobRequest:
-    """A request of captions with its pairs made (the weight-free rewriter; each pair names its caption); a
-    request of pairs as it is. Pairs and captions together, or captions that give no pair, are a 422."""
+async def with_pairs(request: JobRequest, settings: Settings, rewriting: RewritingClient | None) -> JobRequest:
+    """A request of captions with its pairs made by this deployment's rewriter (each pair names its caption); a
+    request of pairs as it is. With ``variation: rewrite`` the pairs are the job's whole budget of rewrites, every
+    caption's first before any second, which its rounds then draw in turn. Pairs and captions together, or
+    captions that give no pair, are a 422; a rewriting service out of reach is a 503."""
     if not request.captions:
         return request
+    max_pairs = settings.gateway.max_pairs_per_job
     if request.pairs:
         raise ServiceError(422, "invalid_request", "a job has pairs or captions, not both")
-    if len(request.captions) * request.rewrites_per_caption > max_pairs:
+    captions = list(enumerate(request.captions, 1))
+    rewrites, pool = request.rewrites_per_caption, None
+    if request.variation == "rewrite":
+        pool = min(request.budget_pairs or max_pairs, max_pairs)
+        rewrites = -(-pool // len(captions))
+    elif len(captions) * rewrites > max_pairs:
         raise ServiceError(
             422, "invalid_request", f"captions × rewrites_per_caption is over this gateway's {max_pairs} pairs a job"
         )
-    made, dropped = pairs_from_captions(list(enumerate(request.captions, 1)), rewrites=request.rewrites_per_caption)
+    rewriter: Rewriter = LexiconRewriter()
+    if settings.rewriter == "model":
+        if rewriting is None:
+            raise ServiceError(503, "service_unavailable", "no rewriting service is configured (worker.service_urls)")
+        rewriter = ModelRewriter(rewriting, concurrency=settings.rewriting.max_batch_size)
+    try:
+        made, dropped = await pairs_from_captions(captions, rewrites, rewriter=rewriter, interleave=pool is not None)
+    except ServiceCallError as exc:
+        raise relayed(exc) from exc
     if not made:
         reasons = sorted({f"caption {drop.line}: {drop.reason}" for drop in dropped})
         raise ServiceError(422, "no_pairs", "no caption gave a caption pair", details=reasons)
-    pairs = [SubmittedPair.model_validate(pair.model_dump()) for pair in made]
+    pairs = [SubmittedPair.model_validate(pair.model_dump()) for pair in made[:pool]]
     return request.model_copy(update={"pairs": pairs})
 
 
 def submit(
-    job_id: str, request: JobRequest, owner: str, store: JobStore, celery: Celery, settings: Settings
+    job_id: str, sent: JobRequest, request: JobRequest, owner: str, store: JobStore, celery: Celery, settings: Settings
 ) -> tuple[JobCreated, int]:
-    """Create the job once and send its first round; (what was created, 201), or (the job as it is, 200) for
-    the same body again. Whoever loses a race for the id is told what won it (200, 403 or 409)."""
-    claim = Claim(owner, request.fingerprint())  # of the body as sent: the same captions again, the same job
-    request = with_pairs(request, settings.gateway.max_pairs_per_job)
+    """Create the job of ``request`` (``sent`` with its pairs made) once and send its first round; (what was
+    created, 201), or (the job as it is, 200) for the same body again. Whoever loses a race for the id is told
+    what won it (200, 403 or 409)."""
+    claim = Claim(owner, sent.fingerprint())  # of the body as sent: the same captions again, the same job
     held = store.claim(job_id, claim)
     if held is not None:
         return _existing(store, job_id, claim, held)

@@ -17,10 +17,11 @@ from pydantic import BaseModel
 
 from gateway.deps import OwnerDep
 from httpkit.errors import ERROR_RESPONSES, ServiceError
-from spotdiff.clients import ServiceCallError, ServiceClients
+from spotdiff.clients import RewritingClient, ServiceCallError, ServiceClients
 from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
 from spotdiff.protocol.generation import PairRequest, PairResponse
 from spotdiff.protocol.regions import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
+from spotdiff.protocol.rewriting import RewriteRequest, RewriteResponse
 from spotdiff.protocol.similarity import CosineRequest, CosineResponse
 from spotdiff.settings import Settings
 
@@ -49,7 +50,9 @@ class ServiceGates:
         self.gates = {client.service: asyncio.Semaphore(self.limit) for client in self.clients.all()}
 
     async def call(self, service: str, work: Callable[[ServiceClients], Awaitable[T]]) -> T:
-        gate = self.gates[service]
+        gate = self.gates.get(service)
+        if gate is None:
+            raise ServiceError(503, "service_unavailable", f"no {service} service is configured (worker.service_urls)")
         if gate.locked():
             raise ServiceError(
                 429,
@@ -61,13 +64,13 @@ class ServiceGates:
             try:
                 return await work(self.clients)
             except ServiceCallError as exc:
-                raise _relayed(exc) from exc
+                raise relayed(exc) from exc
 
     async def aclose(self) -> None:
         await self.clients.aclose()
 
 
-def _relayed(exc: ServiceCallError) -> ServiceError:
+def relayed(exc: ServiceCallError) -> ServiceError:
     """The service's refusal as the gateway's answer: client errors as they are, the rest as 502/503."""
     if exc.status == 0:
         return ServiceError(
@@ -188,7 +191,22 @@ RELAYS = (
             }
         },
     ),
+    Relay(
+        "rewrite",
+        "/rewriting/rewrites",
+        "a caption with one object replaced, by a language model (seeded)",
+        "rewriting",
+        RewriteRequest,
+        RewriteResponse,
+        lambda clients, body: _rewriting(clients).rewrite(body),
+        {"orig": {"summary": "stage (a) of Img-Diff", "value": {"caption": "A dog on the grass.", "seed": 7}}},
+    ),
 )
+
+
+def _rewriting(clients: ServiceClients) -> RewritingClient:
+    assert clients.rewriting is not None  # `ServiceGates.call` has a gate for it only when it is configured
+    return clients.rewriting
 
 
 def _add_route(relay: Relay) -> None:

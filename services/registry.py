@@ -1,4 +1,4 @@
-"""The four services by name: how to build each app from the settings."""
+"""The services by name: how to build each app from the settings, and how to run them in this process."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import httpx
 from fastapi import FastAPI
 
 from services.kit import ServiceSpec, create_service_app
-from spotdiff.clients import ServiceClients
-from spotdiff.settings import SERVICE_NAMES, Settings
+from spotdiff.clients import RewritingClient, ServiceClients
+from spotdiff.settings import PIPELINE_SERVICES, REWRITING, Settings
 
 
 def create_app(name: str, settings: Settings) -> FastAPI:
@@ -25,12 +25,12 @@ def create_app(name: str, settings: Settings) -> FastAPI:
 
 @asynccontextmanager
 async def in_process(settings: Settings, *, ready_timeout: float = 600.0) -> AsyncIterator[ServiceClients]:
-    """All four services in this process, behind the same clients the network uses (ASGI transport).
+    """The pipeline's four services in this process, behind the same clients the network uses (ASGI transport).
 
     Each app's lifespan runs as a server would run it; the clients are handed out once every service is ready.
     """
     async with AsyncExitStack() as stack:
-        apps = {name: create_app(name, settings) for name in SERVICE_NAMES}
+        apps = {name: create_app(name, settings) for name in PIPELINE_SERVICES}
         for app in apps.values():
             await stack.enter_async_context(app.router.lifespan_context(app))
 
@@ -38,3 +38,16 @@ async def in_process(settings: Settings, *, ready_timeout: float = 600.0) -> Asy
         stack.push_async_callback(clients.aclose)
         await clients.wait_ready(ready_timeout)
         yield clients
+
+
+@asynccontextmanager
+async def rewriting_in_process(settings: Settings, *, ready_timeout: float = 600.0) -> AsyncIterator[RewritingClient]:
+    """The rewriting service in this process, behind its network client, once ready (an embedded run's rewrites)."""
+    app = create_app(REWRITING, settings)
+    async with app.router.lifespan_context(app):
+        client = RewritingClient(transport=httpx.ASGITransport(app=app), timeout=settings.rewriting.request_timeout_s)
+        try:
+            await client.wait_ready(ready_timeout)
+            yield client
+        finally:
+            await client.aclose()

@@ -1,4 +1,5 @@
-"""Build the whole set of tiny random-weight checkpoints (SDXL, CLIP, SAM, LLaVA-NeXT) in one folder.
+"""Build the whole set of tiny random-weight checkpoints (SDXL, CLIP, BLIP, SAM, LLaVA-NeXT, Qwen2-VL, Llama) in
+one folder.
 
 Tests and the demo profile point the services at these folders and load them with each family's real
 loading code. The set is written next to its destination and moved into place before the `COMPLETE`
@@ -12,7 +13,7 @@ import tempfile
 from importlib import import_module
 from pathlib import Path
 
-FORMAT_VERSION = "spotdiff-tiny-v3"  # bump when any builder's output changes
+FORMAT_VERSION = "spotdiff-tiny-v4"  # bump when any builder's output changes
 MARKER_FILE = "COMPLETE"
 
 SAM_CHECKPOINT_FILE = "sam_tiny.pth"  # what services.regions.tiny.build writes
@@ -27,6 +28,7 @@ BUILDERS = {
     "sam": "services.regions.tiny:build",
     "llava_next": "services.captioning.tiny:build",
     "qwen2_vl": "services.captioning.tiny:build_qwen2_vl",
+    "llama": "services.rewriting.tiny:build",
 }
 
 
@@ -48,7 +50,7 @@ def is_complete(out_dir: Path) -> bool:
 
 
 def build_all(out_dir: Path, seed: int = 0) -> dict[str, Path]:
-    """Build all four checkpoints into `out_dir/{sdxl,clip,sam,llava_next}` and mark the set complete.
+    """Build every checkpoint into `out_dir/<name>` (`BUILDERS`) and mark the set complete.
 
     Returns the path to load each checkpoint from (see `checkpoint_paths`). Rebuilding over an existing
     set first removes its marker, so readers never mix old and new parts.

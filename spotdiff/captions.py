@@ -1,25 +1,90 @@
-"""Caption pairs from single captions (stage (a) of Img-Diff) with the weight-free lexicon rewriter: each caption
-rewritten ``rewrites`` times, each rewrite seeded by the caption and its number, each pair checked before any
-image is made; what is dropped is kept with its reason, as every other stage's rejections are."""
+"""Caption pairs from single captions (stage (a) of Img-Diff): each caption rewritten ``rewrites`` times, each
+rewrite seeded by the caption and its number, each pair checked before any image is made; what is dropped is kept
+with its reason, as every other stage's rejections are. The rewriter is the weight-free lexicon or the rewriting
+service's language model; both answer the same question (`Rewriter`), so the rest is one code path."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from spotdiff.clients import RewritingClient
+from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.rewrite import lexicon_rewrite, pair_decision, rewrite_seed
 from spotdiff.protocol import CaptionPair
-from spotdiff.protocol.records import RewriteOrigin
+from spotdiff.protocol.records import MAX_OBJECTS, RewriteOrigin
+from spotdiff.protocol.rewriting import RewriteRequest
 
 _TOKENS = re.compile(r"\w+|[^\w\s]")
+NO_KNOWN_NOUN = "no_known_noun"  # the lexicon knows no object of the caption: no other rewrite can do better
 
 
 def estimated_tokens(text: str) -> int:
     """A text encoder's token count, estimated without its tokenizer: a word or mark each, and the start and end
-    tokens (CLIP's BPE splits rare words further; the model service counts exactly)."""
+    tokens (CLIP's BPE splits rare words further; the generation service truncates at its own count)."""
     return len(_TOKENS.findall(text)) + 2
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a rewriter made of one caption and seed: the rewrite, or none and why; and what it replaced."""
+
+    text: str | None
+    reason: str
+    rewriter: str  # "lexicon" or the language model's id
+    replaced: str | None = None
+    replacement: str | None = None
+
+
+class Rewriter(Protocol):
+    async def propose(self, asks: Sequence[tuple[str, int]]) -> list[Proposal]:
+        """One proposal per (caption, seed), in order."""
+        ...
+
+
+class LexiconRewriter:
+    """The weight-free rewriter: one noun replaced by another of its kind (`spotdiff.imgdiff.rewrite`)."""
+
+    async def propose(self, asks: Sequence[tuple[str, int]]) -> list[Proposal]:
+        proposals = []
+        for caption, seed in asks:
+            rewrite = lexicon_rewrite(caption, seed)
+            if rewrite is None:
+                proposals.append(Proposal(None, NO_KNOWN_NOUN, "lexicon"))
+            else:
+                proposals.append(Proposal(rewrite.text, "rewritten", "lexicon", rewrite.replaced, rewrite.replacement))
+        return proposals
+
+
+class ModelRewriter:
+    """The rewriting service: each caption and seed one request, ``concurrency`` in flight (the service batches
+    them); the replaced words are the nouns that changed, as the object stage finds them."""
+
+    def __init__(self, client: RewritingClient, concurrency: int = 16) -> None:
+        self.client = client
+        self.concurrency = concurrency
+
+    async def propose(self, asks: Sequence[tuple[str, int]]) -> list[Proposal]:
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(caption: str, seed: int) -> Proposal:
+            async with gate:
+                answer = await self.client.rewrite(RewriteRequest(caption=caption, seed=seed))
+            if answer.text is None:
+                return Proposal(None, answer.reason, answer.model_id)
+            removed, added = changed_objects(caption, answer.text)
+            return Proposal(
+                answer.text,
+                answer.reason,
+                answer.model_id,
+                removed[0] if removed else None,
+                added[0] if added else None,
+            )
+
+        return list(await asyncio.gather(*(one(caption, seed) for caption, seed in asks)))
 
 
 @dataclass(frozen=True)
@@ -38,44 +103,64 @@ def read_captions(lines: Sequence[str]) -> list[tuple[int, str]]:
     return [(number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
 
 
-def pairs_from_captions(
-    captions: Sequence[tuple[int, str]], rewrites: int = 1, base_seed: int = 0
+async def pairs_from_captions(
+    captions: Sequence[tuple[int, str]],
+    rewrites: int = 1,
+    base_seed: int = 0,
+    rewriter: Rewriter | None = None,
+    interleave: bool = False,
 ) -> tuple[list[CaptionPair], list[Dropped]]:
-    """Pairs ``l<line>-r<k>`` (source: the caption; target: its k-th rewrite, objects filled in) and the drops."""
-    pairs: list[CaptionPair] = []
+    """Pairs ``l<line>-r<k>`` (source: the caption; target: its k-th rewrite, objects filled in) and the drops.
+
+    Pairs come caption by caption, or with ``interleave`` every caption's first rewrite, then every second one, and
+    so on (how a job with a target draws new rewrites round by round)."""
+    rewriter = rewriter or LexiconRewriter()
+    asks = [(line, caption, number) for line, caption in captions for number in range(rewrites)]
+    seeds = [rewrite_seed(caption, number, base_seed) for _, caption, number in asks]
+    proposals = await rewriter.propose([(caption, seed) for (_, caption, _), seed in zip(asks, seeds, strict=True)])
+    pairs: list[tuple[int, CaptionPair]] = []
     dropped: list[Dropped] = []
-    for line, caption in captions:
-        seen: set[str] = set()
-        for number in range(rewrites):
-            seed = rewrite_seed(caption, number, base_seed)
-            rewrite = lexicon_rewrite(caption, seed)
-            if rewrite is None:
-                dropped.append(Dropped(line, number, caption, "no_known_noun"))
-                break  # no other rewrite of it can do better
-            decision = pair_decision(caption, rewrite.text, estimated_tokens(caption), estimated_tokens(rewrite.text))
-            if not decision:
-                dropped.append(Dropped(line, number, caption, decision.reason, decision.numbers))
-                continue
-            if rewrite.text in seen:
-                dropped.append(Dropped(line, number, caption, "same_rewrite_again", {"target": rewrite.text}))
-                continue
-            seen.add(rewrite.text)
-            pairs.append(
-                CaptionPair(
-                    id=f"l{line}-r{number}",
-                    source=caption,
-                    target=rewrite.text,
-                    source_objects=[rewrite.replaced],
-                    target_objects=[rewrite.replacement],
-                    seed=seed,
-                    rewrite=RewriteOrigin(
-                        caption=caption,
-                        rewriter="lexicon",
-                        number=number,
-                        seed=seed,
-                        replaced=rewrite.replaced,
-                        replacement=rewrite.replacement,
-                    ),
-                )
-            )
-    return pairs, dropped
+    seen: dict[int, set[str]] = {}
+    hopeless: set[int] = set()
+    for (line, caption, number), seed, proposal in zip(asks, seeds, proposals, strict=True):
+        if line in hopeless:
+            continue
+        if proposal.text is None:
+            dropped.append(Dropped(line, number, caption, proposal.reason))
+            if proposal.reason == NO_KNOWN_NOUN:
+                hopeless.add(line)
+            continue
+        decision = pair_decision(
+            caption, proposal.text, estimated_tokens(caption), estimated_tokens(proposal.text), max_objects=MAX_OBJECTS
+        )
+        if not decision:
+            dropped.append(Dropped(line, number, caption, decision.reason, decision.numbers))
+            continue
+        if proposal.text in seen.setdefault(line, set()):
+            dropped.append(Dropped(line, number, caption, "same_rewrite_again", {"target": proposal.text}))
+            continue
+        seen[line].add(proposal.text)
+        source_objects, target_objects = decision.numbers["source_objects"], decision.numbers["target_objects"]
+        if proposal.rewriter == "lexicon":
+            source_objects, target_objects = [proposal.replaced], [proposal.replacement]
+        origin = RewriteOrigin(
+            caption=caption,
+            rewriter=proposal.rewriter,
+            number=number,
+            seed=seed,
+            replaced=proposal.replaced,
+            replacement=proposal.replacement,
+        )
+        pair = CaptionPair(
+            id=f"l{line}-r{number}",
+            source=caption,
+            target=proposal.text,
+            source_objects=source_objects,
+            target_objects=target_objects,
+            seed=seed,
+            rewrite=origin,
+        )
+        pairs.append((number, pair))
+    if interleave:
+        pairs.sort(key=lambda numbered: numbered[0])  # stable: caption order within each rewrite number
+    return [pair for _, pair in pairs], dropped

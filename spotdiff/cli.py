@@ -16,7 +16,7 @@ from typing import Any
 from spotdiff import __version__
 from spotdiff.exports import FORMATS
 from spotdiff.logs import configure_logging, log_context
-from spotdiff.settings import PROFILES, SERVICE_NAMES, Settings
+from spotdiff.settings import PROFILES, REWRITERS, SERVICE_NAMES, Settings
 
 RUN_FOLDER = "a run folder: a `spotdiff run` output, or a job's folder in the store (manifest.json, records/)"
 
@@ -55,7 +55,9 @@ def _offline_by_default() -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {"profile": args.profile} if getattr(args, "profile", None) else {}
+    overrides: dict[str, Any] = {"profile": args.profile} if getattr(args, "profile", None) else {}
+    if getattr(args, "rewriter", None):
+        overrides["rewriter"] = args.rewriter
     return Settings(**overrides)
 
 
@@ -100,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if source.suffix == ".txt":  # single captions: rewritten into pairs first, kept beside the run for review
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        source = _write_pairs(source, out / "pairs.jsonl", args.rewrites, args.seed)
+        source = _write_pairs(source, out / "pairs.jsonl", args.rewrites, args.seed, settings)
     pairs, errors = read_pairs(source)
     if args.strict and errors:
         first = errors[0]
@@ -121,12 +123,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_pairs(captions_file: Path, out: Path, rewrites: int, seed: int) -> Path:
-    """Caption pairs from a file of single captions (one per line), by the weight-free rewriter; each drop said."""
-    from spotdiff.captions import pairs_from_captions, read_captions
+def _write_pairs(captions_file: Path, out: Path, rewrites: int, seed: int, settings: Settings) -> Path:
+    """Caption pairs from a file of single captions (one per line), by the settings' rewriter (a language model
+    is the rewriting service, started in this process); each drop said."""
+    from spotdiff.captions import ModelRewriter, pairs_from_captions, read_captions
 
+    if rewrites < 1:
+        raise CliError(f"--rewrites {rewrites}: at least 1")
     captions = read_captions(captions_file.read_text(encoding="utf-8").splitlines())
-    pairs, dropped = pairs_from_captions(captions, rewrites=rewrites, base_seed=seed)
+
+    async def rewrite() -> tuple[list[Any], list[Any]]:
+        if settings.rewriter == "lexicon":
+            return await pairs_from_captions(captions, rewrites=rewrites, base_seed=seed)
+        from services.registry import rewriting_in_process
+
+        ensure_tiny_models(settings)
+        async with rewriting_in_process(settings) as client:
+            return await pairs_from_captions(captions, rewrites, seed, ModelRewriter(client))
+
+    pairs, dropped = asyncio.run(rewrite())
     for drop in dropped:
         print(f"{captions_file}:{drop.line}: rewrite {drop.rewrite} dropped: {drop.reason}", file=sys.stderr)
     if not pairs:
@@ -138,7 +153,7 @@ def _write_pairs(captions_file: Path, out: Path, rewrites: int, seed: int) -> Pa
 
 
 def cmd_pairs(args: argparse.Namespace) -> int:
-    _write_pairs(_input_file(args.captions), Path(args.out), args.rewrites, args.seed)
+    _write_pairs(_input_file(args.captions), Path(args.out), args.rewrites, args.seed, _settings(args))
     return 0
 
 
@@ -223,7 +238,7 @@ def cmd_serve_service(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Gateway, the four services (this process) and a Celery worker (a child process) on the local Redis."""
+    """Gateway, the services in use (this process) and a Celery worker (a child process) on the local Redis."""
     import json
     import subprocess
 
@@ -284,7 +299,9 @@ async def _serve_all(settings: Settings, host: str, port: int, services_port: in
     from services.registry import create_app
 
     apps = [(create_gateway(settings), port)]
-    apps += [(create_app(name, settings), services_port + i) for i, name in enumerate(SERVICE_NAMES)]
+    apps += [
+        (create_app(name, settings), services_port + SERVICE_NAMES.index(name)) for name in settings.services_in_use()
+    ]
     servers = [
         uvicorn.Server(uvicorn.Config(app, host=host, port=p, log_level=log_level, log_config=None)) for app, p in apps
     ]
@@ -390,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--rewrites", type=int, default=1, help="a .txt of captions: pairs made from each caption")
     run.add_argument("--seed", type=int, default=0, help="a .txt of captions: the rewrites' base seed")
+    run.add_argument("--rewriter", choices=REWRITERS, help="a .txt of captions: what rewrites (default: the profile's)")
     run.set_defaults(func=cmd_run)
 
     pairs = commands.add_parser(
@@ -399,6 +417,13 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--out", required=True, help="JSONL of caption pairs, as `spotdiff run` reads")
     pairs.add_argument("--rewrites", type=int, default=1, help="pairs made from each caption")
     pairs.add_argument("--seed", type=int, default=0, help="base seed: the same seed, the same rewrites")
+    pairs.add_argument("--profile", choices=PROFILES, help="model profile (default: SPOTDIFF_PROFILE)")
+    pairs.add_argument(
+        "--rewriter",
+        choices=REWRITERS,
+        help="lexicon: weight-free; model: the rewriting service's language model (default: SPOTDIFF_REWRITER, "
+        "else the profile's)",
+    )
     pairs.set_defaults(func=cmd_pairs)
 
     report = commands.add_parser("report", help="write a run's dataset as one self-contained HTML report")

@@ -1,4 +1,4 @@
-"""Typed async clients for the four model services.
+"""Typed async clients for the model services.
 
 The same client talks to a service over the network (``base_url``) or to its app in this process
 (``httpx.ASGITransport``): the embedded run and the distributed system share one code path.
@@ -21,6 +21,7 @@ from spotdiff.protocol.common import ModelInfo
 from spotdiff.protocol.errors import ErrorResponse
 from spotdiff.protocol.generation import PairRequest, PairResponse
 from spotdiff.protocol.regions import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
+from spotdiff.protocol.rewriting import RewriteRequest, RewriteResponse
 from spotdiff.protocol.similarity import CosineRequest, CosineResponse
 
 ResponseT = TypeVar("ResponseT", bound=BaseModel)
@@ -171,17 +172,26 @@ class CaptioningClient(ServiceClient):
         return await self._post("/v1/captions", request, CaptionResponse)
 
 
+class RewritingClient(ServiceClient):
+    service = "rewriting"
+
+    async def rewrite(self, request: RewriteRequest) -> RewriteResponse:
+        return await self._post("/v1/rewrites", request, RewriteResponse)
+
+
 @dataclass
 class ServiceClients:
-    """The four clients a pipeline needs."""
+    """The four clients a pipeline needs, and the rewriting service's where one is configured."""
 
     generation: GenerationClient
     similarity: SimilarityClient
     regions: RegionsClient
     captioning: CaptioningClient
+    rewriting: RewritingClient | None = None
 
     def all(self) -> list[ServiceClient]:
-        return [self.generation, self.similarity, self.regions, self.captioning]
+        pipeline: list[ServiceClient] = [self.generation, self.similarity, self.regions, self.captioning]
+        return pipeline if self.rewriting is None else [*pipeline, self.rewriting]
 
     async def wait_ready(self, timeout: float = 600.0) -> None:
         await asyncio.gather(*(client.wait_ready(timeout) for client in self.all()))
@@ -208,6 +218,7 @@ class ServiceClients:
             similarity=SimilarityClient(urls["similarity"], **options("similarity")),
             regions=RegionsClient(urls["regions"], **options("regions")),
             captioning=CaptioningClient(urls["captioning"], **options("captioning")),
+            rewriting=RewritingClient(urls["rewriting"], **options("rewriting")) if "rewriting" in urls else None,
         )
 
     @classmethod
@@ -219,4 +230,5 @@ class ServiceClients:
             similarity=SimilarityClient(transport=transports["similarity"]),
             regions=RegionsClient(transport=transports["regions"]),
             captioning=CaptioningClient(transport=transports["captioning"]),
+            rewriting=RewritingClient(transport=transports["rewriting"]) if "rewriting" in transports else None,
         )

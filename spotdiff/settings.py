@@ -19,7 +19,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 Profile = Literal["tiny", "reference"]  # each a data file in spotdiff/profiles/
 PROFILES: tuple[str, ...] = get_args(Profile)
 DEFAULT_PROFILE: Profile = "tiny"
-SERVICE_NAMES = ("generation", "similarity", "regions", "captioning")
+Rewriter = Literal["lexicon", "model"]
+REWRITERS: tuple[str, ...] = get_args(Rewriter)
+PIPELINE_SERVICES = ("generation", "similarity", "regions", "captioning")  # what each pair's steps call
+REWRITING = "rewriting"  # stage (a): caption pairs from single captions, before any pair exists
+SERVICE_NAMES = (*PIPELINE_SERVICES, REWRITING)
 
 
 def default_tiny_dir() -> Path:
@@ -104,6 +108,35 @@ class CaptioningSettings(ServiceSettings):
     model: str = "llava-hf/llava-v1.6-vicuna-7b-hf"
     max_batch_size: int = 8
     max_new_tokens_limit: int = Field(default=512, ge=1)
+
+
+class RewritingSettings(ServiceSettings):
+    """A causal language model that rewrites a caption with one object replaced (stage (a)); ORIG by default
+    (Vicuna, temperature 0.8, 128 new tokens, the post-filters); ``recipe="dj"`` with Data-Juicer's model,
+    wording and decoding (``temperature=0.9``, ``top_p=0.95``, ``max_new_tokens=512``) is Data-Juicer's."""
+
+    model: str = "lmsys/vicuna-7b-v1.5"
+    recipe: Literal["orig", "dj"] = Field(
+        default="orig",
+        description="orig: the authors' task wording and post-filters; dj: Data-Juicer's wording, its system "
+        "prompt in the chat template, and no post-filters but trimming",
+    )
+    task: str | None = Field(default=None, description="the instruction after the caption; none: the recipe's")
+    template: Literal["auto", "vicuna", "chat"] = Field(
+        default="auto",
+        description="vicuna: FastChat's vicuna_v1.1 conversation; chat: the tokenizer's chat template; auto: the "
+        "chat template when the tokenizer has one, else Vicuna's",
+    )
+    temperature: float = Field(default=0.8, gt=0, le=10)
+    top_p: float | None = Field(
+        default=None, gt=0, le=1, description="none: the model's generation_config (the reference passes none)"
+    )
+    top_k: int | None = Field(
+        default=None, ge=0, description="none: the model's generation_config, else transformers' 50; 0: no top-k"
+    )
+    max_new_tokens: int = Field(default=128, ge=1, le=4096)
+    max_batch_size: int = 16
+    request_timeout_s: float = Field(default=120.0, gt=0, le=86400, description="one rewrite takes seconds")
 
 
 # Cosine scores lie in [-1, 1]; a threshold just outside that range lets every score through.
@@ -203,6 +236,7 @@ class WorkerSettings(BaseModel):
             "similarity": "http://127.0.0.1:8102",
             "regions": "http://127.0.0.1:8103",
             "captioning": "http://127.0.0.1:8104",
+            "rewriting": "http://127.0.0.1:8105",
         }
     )
     service_token: SecretStr | None = None
@@ -288,6 +322,12 @@ class Settings(BaseSettings):
     tiny_dir: Path = Field(default_factory=default_tiny_dir)
     storage_url: str = Field(default="out", description="artifact store root: a directory or s3://bucket/prefix")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker and job store")
+    rewriter: Rewriter = Field(
+        default="model",
+        description="what makes caption pairs from single captions: the weight-free lexicon rewriter, or the "
+        "rewriting service's language model (at worker.service_urls.rewriting; an embedded run starts it in "
+        "process)",
+    )
     log_json: bool = Field(
         default=False, description="log one JSON object per line (with job, pair, step ids) instead of plain text"
     )
@@ -297,6 +337,7 @@ class Settings(BaseSettings):
     similarity: SimilaritySettings = Field(default_factory=SimilaritySettings)
     regions: RegionsSettings = Field(default_factory=RegionsSettings)
     captioning: CaptioningSettings = Field(default_factory=CaptioningSettings)
+    rewriting: RewritingSettings = Field(default_factory=RewritingSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     @model_validator(mode="before")
@@ -313,6 +354,10 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICE_NAMES)}")
         block: ServiceSettings = getattr(self, name)
         return block
+
+    def services_in_use(self) -> tuple[str, ...]:
+        """The services this deployment runs: the pipeline's four, and the rewriting service when it rewrites."""
+        return (*PIPELINE_SERVICES, REWRITING) if self.rewriter == "model" else PIPELINE_SERVICES
 
     def service_budgets(self) -> dict[str, float]:
         """Each service's time budget per call, for its clients."""

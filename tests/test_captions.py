@@ -19,26 +19,26 @@ from spotdiff.settings import Settings
 CAPTIONS = Path(__file__).parent.parent / "examples" / "captions.txt"
 
 
-def test_each_caption_gives_its_rewrites_checked_and_seeded() -> None:
+async def test_each_caption_gives_its_rewrites_checked_and_seeded() -> None:
     captions = read_captions(["A dog on the grass", "", "The sky at night", "A cat on a sofa"])
     assert captions == [(1, "A dog on the grass"), (3, "The sky at night"), (4, "A cat on a sofa")]
-    pairs, dropped = pairs_from_captions(captions, rewrites=3)
+    pairs, dropped = await pairs_from_captions(captions, rewrites=3)
     assert {pair.id for pair in pairs} <= {f"l{line}-r{k}" for line in (1, 4) for k in range(3)}
     assert [(drop.line, drop.reason) for drop in dropped if drop.reason == "no_known_noun"] == [(3, "no_known_noun")]
     assert len(pairs) + len(dropped) == 3 + 3 + 1  # the caption without a known noun is tried once
     for pair in pairs:
         assert changed_objects(pair.source, pair.target) == (pair.source_objects, pair.target_objects)
         assert pair.seed is not None
-    again, _ = pairs_from_captions(captions, rewrites=3)
+    again, _ = await pairs_from_captions(captions, rewrites=3)
     assert again == pairs
-    other, _ = pairs_from_captions(captions, rewrites=3, base_seed=1)
+    other, _ = await pairs_from_captions(captions, rewrites=3, base_seed=1)
     assert [pair.target for pair in other] != [pair.target for pair in pairs]
 
 
-def test_token_counts_are_estimated_with_the_encoders_start_and_end() -> None:
+async def test_token_counts_are_estimated_with_the_encoders_start_and_end() -> None:
     assert estimated_tokens("A dog, on the grass.") == 7 + 2
     long = " ".join(["dog"] * 80)
-    _, dropped = pairs_from_captions([(1, f"A {long}")], rewrites=1)
+    _, dropped = await pairs_from_captions([(1, f"A {long}")], rewrites=1)
     assert [drop.reason for drop in dropped] == ["too_long"] and dropped[0].numbers["tokens_max"] == 77
 
 
@@ -59,7 +59,7 @@ def test_spotdiff_pairs_writes_what_run_reads(tmp_path: Path) -> None:
 
 
 async def test_a_run_from_captions(clients: ServiceClients, settings: Settings, tmp_path: Path) -> None:
-    pairs, _ = pairs_from_captions(read_captions(CAPTIONS.read_text().splitlines()))
+    pairs, _ = await pairs_from_captions(read_captions(CAPTIONS.read_text().splitlines()))
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(pair.model_dump_json(exclude_none=True) + "\n" for pair in pairs))
     summary = await run_embedded(source, tmp_path / "run", settings, progress=False, clients=clients)

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 
 from services.launch import free_port, service_command
-from spotdiff.clients import SimilarityClient
+from spotdiff.clients import RewritingClient, SimilarityClient
+from spotdiff.protocol.rewriting import RewriteRequest
 from spotdiff.protocol.similarity import CosineRequest, Operand, ScorePair
 from spotdiff.settings import SERVICE_NAMES
 
@@ -52,6 +53,15 @@ def test_each_service_serves_alone(tiny_dir: Path) -> None:
         request = CosineRequest(pairs=[ScorePair(a=Operand(text="a dog"), b=Operand(text="a dog"))])
         client = SimilarityClient(f"http://127.0.0.1:{ports['similarity']}")
         assert asyncio.run(client.cosine(request)).scores[0] > 0.999
+        rewriting = RewritingClient(f"http://127.0.0.1:{ports['rewriting']}")
+        asks = [RewriteRequest(caption="A dog on the grass", seed=seed) for seed in (3, 3, 4)]
+
+        async def rewrite_each() -> list:
+            return [await rewriting.rewrite(ask) for ask in asks]
+
+        first, again, other = asyncio.run(rewrite_each())
+        assert first == again and first.model_id.endswith("llama") and first.tokens >= 1
+        assert other.answer != first.answer or other.tokens != first.tokens
     finally:
         for process in processes.values():
             process.terminate()

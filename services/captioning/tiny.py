@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import processors
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
@@ -23,7 +23,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from services.kit.checkpoints import save_pretrained
+from services.kit.checkpoints import save_pretrained, word_level_backend
 
 UNK, BOS, EOS, PAD, IMAGE = "<unk>", "<s>", "</s>", "<pad>", "<image>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, PAD, IMAGE)  # ids 0..4, Llama's order for the first three
@@ -107,16 +107,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     "0.12" in region prompts stay in-vocabulary), prepends <s>, and decodes by joining with spaces.
     """
     tokens = vocabulary()
-    backend = Tokenizer(models.WordLevel({token: index for index, token in enumerate(tokens)}, unk_token=UNK))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Punctuation(behavior="isolated"),
-            pre_tokenizers.Digits(individual_digits=True),
-        ]
-    )
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # join with single spaces, nothing else
+    backend = word_level_backend(tokens, UNK)
     backend.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tokens.index(BOS))]
     )
@@ -240,16 +231,7 @@ QWEN2_VL_CHAT_TEMPLATE = (
 def build_qwen2_vl_tokenizer() -> PreTrainedTokenizerFast:
     """Word-level like the LLaVA one (readable random words), no BOS, Qwen's special tokens."""
     tokens = [token for token in vocabulary() if token not in SPECIAL_TOKENS[1:]] + list(QWEN_SPECIAL_TOKENS)
-    backend = Tokenizer(models.WordLevel({token: index for index, token in enumerate(tokens)}, unk_token=UNK))
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Punctuation(behavior="isolated"),
-            pre_tokenizers.Digits(individual_digits=True),
-        ]
-    )
-    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    backend = word_level_backend(tokens, UNK)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",

@@ -1,10 +1,13 @@
-"""Writing a checkpoint in the transformers layout, shared by the tiny builders (torch-free: it only calls
-the objects' own ``save_pretrained``)."""
+"""What the tiny builders share (torch-free): writing a checkpoint in the transformers layout with the objects' own
+``save_pretrained``, and the word-level tokenizer their language models speak."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 
 def save_pretrained(model: Any, processor: Any, out_dir: Path) -> Path:
@@ -13,3 +16,20 @@ def save_pretrained(model: Any, processor: Any, out_dir: Path) -> Path:
     model.save_pretrained(out_dir, safe_serialization=True)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def word_level_backend(tokens: Sequence[str], unk: str) -> Tokenizer:
+    """A word-level tokenizer that never fails, ids in ``tokens`` order: lower-cases, splits on whitespace,
+    isolates each punctuation mark and digit (so "0.12" stays in vocabulary), unknown words become ``unk``, and
+    decodes by joining with single spaces, so random generations read as (meaningless) English words."""
+    backend = Tokenizer(models.WordLevel({token: index for index, token in enumerate(tokens)}, unk_token=unk))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # join with single spaces, nothing else
+    return backend

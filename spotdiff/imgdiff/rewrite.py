@@ -44,6 +44,23 @@ STRIPPED = ("\nEND", "</s>", "<s>")
 TEXT_ENCODER_TOKENS = 77  # CLIP's context, both SDXL text encoders
 
 
+# Data-Juicer's DEFAULT_SYSTEM_PROMPT is the same line; its source breaks it with backslashes inside the string,
+# which leaves runs of spaces in it. spotdiff sends it with single spaces (docs/semantics.md).
+DJ_SYSTEM = VICUNA_SYSTEM
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one reference variant asks for a rewrite and cleans the answer."""
+
+    task: str
+    system: str | None  # the system turn in a chat template; none: the template's own
+    post_filters: bool  # ORIG's drop words, `---` and token stripping; DJ only trims whitespace and quotes
+
+
+RECIPES = {"orig": Recipe(ORIG_TASK, None, True), "dj": Recipe(DJ_TASK, DJ_SYSTEM, False)}
+
+
 def user_message(caption: str, task: str = ORIG_TASK) -> str:
     return f'Here is a sentence: "{caption}". {task}'
 
@@ -51,6 +68,12 @@ def user_message(caption: str, task: str = ORIG_TASK) -> str:
 def orig_prompt(caption: str, task: str = ORIG_TASK) -> str:
     """The reference's whole prompt for Vicuna: the system line, the user's turn, the assistant's cue."""
     return f"{VICUNA_SYSTEM} USER: {user_message(caption, task)} ASSISTANT:"
+
+
+def chat_messages(caption: str, recipe: Recipe, task: str | None = None) -> list[dict[str, str]]:
+    """The prompt as chat messages, for a model with a chat template (an instruct model such as Qwen2)."""
+    messages = [{"role": "system", "content": recipe.system}] if recipe.system else []
+    return [*messages, {"role": "user", "content": user_message(caption, task or recipe.task)}]
 
 
 @dataclass(frozen=True)
@@ -61,10 +84,13 @@ class Cleaned:
     reason: str
 
 
-def clean_answer(answer: str, prompt: str = "") -> Cleaned:
+def clean_answer(answer: str, prompt: str = "", post_filters: bool = True) -> Cleaned:
     """ORIG's post-processing, in its order: strip the prompt, ``\\nEND``, ``</s>``, ``<s>``; drop an answer
     mentioning "replac", "modified" or "become"; keep what follows the last ``---``. Whitespace and the quotes a
-    model wraps a sentence in are trimmed (as Data-Juicer does)."""
+    model wraps a sentence in are trimmed (as Data-Juicer does; without ``post_filters``, that is all)."""
+    if not post_filters:
+        trimmed = answer.strip().strip('"').strip()
+        return Cleaned(trimmed or None, "rewritten" if trimmed else "empty_answer")
     text = answer.replace(prompt, "") if prompt else answer
     for token in STRIPPED:
         text = text.replace(token, "")
@@ -178,10 +204,16 @@ def lexicon_rewrite(caption: str, seed: int) -> Rewrite | None:
 
 
 def pair_decision(
-    source: str, target: str, source_tokens: int, target_tokens: int, max_tokens: int = TEXT_ENCODER_TOKENS
+    source: str,
+    target: str,
+    source_tokens: int,
+    target_tokens: int,
+    max_tokens: int = TEXT_ENCODER_TOKENS,
+    max_objects: int = 16,
 ) -> Decision:
     """A rewritten pair goes on to image generation when the sentences differ, an object noun changed on each
-    side, and both fit the text encoders (token counts are the caller's: the tokenizer is the model's)."""
+    side but not more than ``max_objects`` (a sentence rewritten throughout is no one-object edit), and both fit
+    the text encoders (token counts are the caller's: the tokenizer is the model's)."""
     source_objects, target_objects = changed_objects(source, target)
     numbers = {
         "source_objects": source_objects,
@@ -194,6 +226,8 @@ def pair_decision(
         return Decision(False, "same_sentence", numbers)
     if not source_objects or not target_objects:
         return Decision(False, "no_changed_noun", numbers)
+    if max(len(source_objects), len(target_objects)) > max_objects:
+        return Decision(False, "too_many_changed_nouns", {**numbers, "objects_max": max_objects})
     if max(source_tokens, target_tokens) > max_tokens:
         return Decision(False, "too_long", numbers)
     return Decision(True, "rewrite_ok", numbers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
@@ -88,10 +88,16 @@ class JobRequest(BaseModel):
     captions: list[Caption] | None = Field(
         default=None,
         max_length=MAX_PAIRS_PER_JOB,
-        description="single captions in place of pairs: each is rewritten into pairs (one of its nouns replaced by "
-        "another of its kind), ids l<n>-r<k> for caption n's k-th rewrite",
+        description="single captions in place of pairs: each is rewritten into pairs (one of its objects replaced, "
+        "by the deployment's rewriter: a language model or the weight-free lexicon), ids l<n>-r<k> for caption n's "
+        "k-th rewrite",
     )
     rewrites_per_caption: int = Field(default=1, ge=1, le=MAX_REWRITES, description="pairs made from each caption")
+    variation: Literal["seed", "rewrite"] = Field(
+        default="seed",
+        description="with target_accepted: how later rounds vary the job's pairs: new seeds of the same pairs, or "
+        "(a job of captions) new rewrites of its captions, drawn up to the pair budget at submission",
+    )
     settings: JobSettings = Field(
         default_factory=JobSettings,
         description='pipeline settings to override for this job, e.g. {"semantics": "dj"}',
@@ -128,6 +134,8 @@ class JobRequest(BaseModel):
             seen.add(pair.id)
         if self.target_accepted is None and (self.budget_pairs is not None or self.budget_seconds is not None):
             raise ValueError("budget_pairs and budget_seconds go with target_accepted")
+        if self.variation == "rewrite" and (self.target_accepted is None or not self.captions):
+            raise ValueError("variation 'rewrite' goes with captions and target_accepted: it draws new rewrites")
         return self
 
     def fingerprint(self) -> str:

@@ -426,8 +426,93 @@ async def test_a_job_of_single_captions_runs_with_its_rewrites_in_the_records(ga
         ({}, "invalid_request"),
         ({"captions": ["A dog"], "rewrites_per_caption": 21}, "invalid_request"),
         ({"captions": [""]}, "invalid_request"),
+        ({"captions": ["A dog on the grass"], "variation": "rewrite"}, "invalid_request"),  # no target
+        ({"pairs": example_pairs()[:1], "target_accepted": 2, "variation": "rewrite"}, "invalid_request"),
     ],
 )
 async def test_bad_caption_jobs_are_422(gateway: httpx.AsyncClient, body: dict, code: str) -> None:
     answer = await gateway.post("/v1/jobs", json=body, headers=auth("alice"))
     assert answer.status_code == 422 and answer.json()["error"]["code"] == code, answer.text
+
+
+async def test_a_job_with_a_target_draws_new_rewrites_not_new_seeds(gateway: httpx.AsyncClient) -> None:
+    captions = ["A dog on the grass", "A red car parked on a city street"]
+    body = {"captions": captions, "target_accepted": 5, "budget_pairs": 8, "variation": "rewrite"}
+    created = await gateway.put("/v1/jobs/new-rewrites", json=body, headers=auth("alice"))
+    assert created.status_code == 201, created.text
+    status = await wait_done(gateway, "new-rewrites")
+    assert status["accepted"] >= 5
+    records = (await gateway.get("/v1/jobs/new-rewrites/samples", headers=auth("alice"))).json()["items"]
+    ids = [record["pair_id"] for record in records]
+    assert not any("--v" in pair_id for pair_id in ids)  # every pair is a rewrite of its own, none a reseed
+    # every caption's first rewrite before any second one
+    numbers = sorted(int(pair_id.split("-r")[1]) for pair_id in ids)
+    assert numbers[: len(captions)] == [0] * len(captions) and max(numbers) >= 1
+    targets = [record["target"] for record in records]
+    assert len(set(targets)) == len(targets)
+
+
+class StandInRewriter:
+    """A rewriting service as a good language model would answer (dog becomes cat), on a port of its own."""
+
+    MODEL = "stand-in/vicuna-7b-v1.5"
+
+    def __init__(self) -> None:
+        import threading
+
+        import uvicorn
+        from fastapi import FastAPI
+
+        from services.launch import free_port
+
+        app = FastAPI()
+
+        @app.get("/readyz")
+        def ready() -> dict:
+            return {"status": "ready"}
+
+        @app.post("/v1/rewrites")
+        def rewrite(body: dict) -> dict:
+            text = body["caption"].replace("dog", "cat")
+            return {"text": text, "reason": "rewritten", "answer": text, "tokens": 6, "model_id": self.MODEL}
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+async def test_a_job_of_captions_rewritten_by_the_language_model(stack: dict) -> None:
+    rewriter = StandInRewriter()
+    settings = Settings(
+        profile="tiny",
+        rewriter="model",
+        redis_url=REDIS_URL,
+        storage_url=str(stack["storage"]),
+        gateway={"api_keys": [hash_key(KEYS["alice"])]},
+        worker={"service_urls": {**stack["urls"], "rewriting": f"http://127.0.0.1:{rewriter.port}"}},
+    )
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as gateway:
+            body = {"captions": ["A dog on the grass", "A bus on a street"]}
+            created = await gateway.put("/v1/jobs/by-the-model", json=body, headers=auth("alice"))
+            assert created.status_code == 201 and created.json()["total"] == 1, created.text  # the bus stays a bus
+            await wait_done(gateway, "by-the-model")
+            (record,) = (await gateway.get("/v1/jobs/by-the-model/samples", headers=auth("alice"))).json()["items"]
+            origin = record["provenance"]["rewrite"]
+            assert origin["rewriter"] == StandInRewriter.MODEL and record["target"] == "A cat on the grass"
+            assert (origin["replaced"], origin["replacement"]) == ("dog", "cat")
+    finally:
+        rewriter.close()
+    # with the rewriting service gone, a job of captions is refused, not accepted and lost
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as gateway:
+        refused = await gateway.post("/v1/jobs", json={"captions": ["A dog on a sofa"]}, headers=auth("alice"))
+        assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text

@@ -65,6 +65,7 @@ async def test_every_documented_example_runs(gateway: httpx.AsyncClient) -> None
         "/v1/generation/pairs",
         "/v1/regions/prompted",
         "/v1/regions/proposals",
+        "/v1/rewriting/rewrites",
         "/v1/similarity/cosine",
     ]
 

@@ -179,9 +179,11 @@ def test_articles_follow_the_sound() -> None:
         ("A dog on the grass", "a dog  on the grass", (7, 7), "same_sentence"),
         ("A dog on the grass", "A dog in the grass", (7, 7), "no_changed_noun"),
         ("A dog on the grass", "A cat on the grass", (7, 90), "too_long"),
+        ("A dog on the grass", "A cat and a cow and a fox on the hay", (7, 12), "rewrite_ok"),
+        ("A dog on the grass", "A cat and a cow and a fox on the hay with an owl", (7, 14), "too_many_changed_nouns"),
     ],
 )
 def test_a_pair_is_checked_before_any_image(source: str, target: str, tokens: tuple[int, int], reason: str) -> None:
-    decision = pair_decision(source, target, *tokens)
+    decision = pair_decision(source, target, *tokens, max_objects=4)
     assert decision.reason == reason and bool(decision) == (reason == "rewrite_ok")
     assert decision.numbers["tokens_max"] == 77 and decision.numbers["target_tokens"] == tokens[1]
