@@ -95,7 +95,9 @@ def test_the_recipes_post_filters_decide_what_is_a_caption(
     class FakeCall:
         settings = RewritingSettings(model="m", recipe=recipe)  # type: ignore[arg-type]
 
-    response = RewritingServing().encode(Answer(answer, "the prompt", 9), RewriteJob("A dog on the grass.", 0), FakeCall())  # type: ignore[arg-type]
+    response = RewritingServing().encode(
+        Answer(answer, "the prompt", 9), RewriteJob("A dog on the grass.", 0), FakeCall()
+    )  # type: ignore[arg-type]
     assert (response.text, response.reason, response.answer, response.tokens) == (text, reason, answer, 9)
 
 
