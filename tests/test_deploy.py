@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from spotdiff.jobs.queues import STEP_QUEUES, WORKER_QUEUES
+from spotdiff.settings import PIPELINE_SERVICES, REWRITING, SERVICE_NAMES
 
 ROOT = Path(__file__).parent.parent
-SERVICES = ("generation", "similarity", "regions", "captioning")
+SERVICES = SERVICE_NAMES
 
 
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.cpu.yml", "docker-compose.gpu.yml", "docker-compose.one-gpu.yml"]
@@ -181,13 +182,18 @@ def test_every_rendered_object_matches_its_schema(overlay: str) -> None:
         if obj["apiVersion"].startswith("keda.sh/"):
             target = obj["spec"]["scaleTargetRef"]["name"]
             assert target in deployments
-            scaled[target] = {trigger["metadata"]["listName"] for trigger in obj["spec"]["triggers"]}
+            scaled[target] = {
+                trigger["metadata"]["listName"] if trigger["type"] == "redis" else trigger["metadata"]["query"]
+                for trigger in obj["spec"]["triggers"]
+            }
             continue
         kubernetes_validate.validate(obj, "1.30.0", strict=True)
-    # the workers scale on every queue they consume; each model service on some step queues, together all
+    # the workers scale on every queue they consume; each pipeline service on some step queues, together all;
+    # the rewriting service, called at submission, on its own batch queue
     assert scaled["worker"] == set(WORKER_QUEUES)
-    service_queues = [scaled[name] for name in SERVICES]
+    service_queues = [scaled[name] for name in PIPELINE_SERVICES]
     assert all(service_queues) and set().union(*service_queues) == set(STEP_QUEUES)
+    assert scaled[REWRITING] == {'sum(spotdiff_batch_queue_depth{service="rewriting"})'}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -103,12 +103,14 @@ def test_the_gateway_answers_everything_as_its_schema_says(gateway_url: str) -> 
 
 def within_the_cross_field_rules(_context: object, body: object) -> bool:
     """What JSON Schema cannot say about a job, and the schema's descriptions do: pair ids unique within the
-    job, a target caption that differs from its source, budgets only with a target, pairs or captions (not both,
-    not neither). Bodies of captions are left to their own tests: whether a caption gives a pair depends on its
+    job, a target caption that differs from its source, budgets only with a target, new rewrites only of captions,
+    pairs or captions (not both, not neither). Bodies of captions are left to their own tests: whether a caption gives a pair depends on its
     words (a noun the rewriter knows), which no schema can say."""
     if not isinstance(body, dict):
         return True
     if "captions" in body or not isinstance(body.get("pairs"), list) or not body["pairs"]:
+        return False
+    if body.get("variation") == "rewrite":
         return False
     pairs = [pair for pair in body["pairs"] if isinstance(pair, dict)]
     ids = [pair.get("id") for pair in pairs]
