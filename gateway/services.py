@@ -45,6 +45,7 @@ class ServiceGates:
             token=token.get_secret_value() if token else None,
             retries=0,
             budgets=settings.service_budgets(),
+            with_rewriting=True,
         )
         self.limit = settings.gateway.max_concurrent_service_calls
         self.gates = {client.service: asyncio.Semaphore(self.limit) for client in self.clients.all()}

@@ -189,9 +189,12 @@ class ServiceClients:
     captioning: CaptioningClient
     rewriting: RewritingClient | None = None
 
+    def pipeline(self) -> list[ServiceClient]:
+        """The services each pair's steps call (their models are in every record's provenance)."""
+        return [self.generation, self.similarity, self.regions, self.captioning]
+
     def all(self) -> list[ServiceClient]:
-        pipeline: list[ServiceClient] = [self.generation, self.similarity, self.regions, self.captioning]
-        return pipeline if self.rewriting is None else [*pipeline, self.rewriting]
+        return self.pipeline() if self.rewriting is None else [*self.pipeline(), self.rewriting]
 
     async def wait_ready(self, timeout: float = 600.0) -> None:
         await asyncio.gather(*(client.wait_ready(timeout) for client in self.all()))
@@ -206,8 +209,10 @@ class ServiceClients:
         token: str | None = None,
         retries: int = 4,
         budgets: dict[str, float] | None = None,
+        with_rewriting: bool = False,
     ) -> ServiceClients:
-        """Clients of the services at ``urls``; ``budgets`` (seconds per call, by service) bound each call."""
+        """Clients of the services at ``urls``; ``budgets`` (seconds per call, by service) bound each call. The
+        rewriting service's only ``with_rewriting`` (the gateway's: each pair's steps never call it)."""
         budgets = budgets or {}
 
         def options(name: str) -> dict[str, Any]:
@@ -218,7 +223,11 @@ class ServiceClients:
             similarity=SimilarityClient(urls["similarity"], **options("similarity")),
             regions=RegionsClient(urls["regions"], **options("regions")),
             captioning=CaptioningClient(urls["captioning"], **options("captioning")),
-            rewriting=RewritingClient(urls["rewriting"], **options("rewriting")) if "rewriting" in urls else None,
+            rewriting=(
+                RewritingClient(urls["rewriting"], **options("rewriting"))
+                if with_rewriting and "rewriting" in urls
+                else None
+            ),
         )
 
     @classmethod

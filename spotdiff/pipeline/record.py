@@ -15,7 +15,7 @@ from spotdiff.settings import Settings
 
 async def service_models(clients: ServiceClients) -> dict[str, ModelRef]:
     """The model each service reports (`/v1/info`), by service name: what every record names."""
-    infos = await asyncio.gather(*(client.info() for client in clients.all()))
+    infos = await asyncio.gather(*(client.info() for client in clients.pipeline()))
     return {info.service: ModelRef(id=info.model_id, revision=info.revision) for info in infos}
 
 
