@@ -231,9 +231,28 @@ def cmd_serve_service(args: argparse.Namespace) -> int:
     settings = _settings(args)
     ensure_tiny_models(settings)
     app = create_app(args.name, settings)
+    runtime = app.state.runtime
     # log_config=None: uvicorn's own lines go through the root handler too, in the same format
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
+    )
+
+    async def serve() -> None:
+        async def stop_when_the_load_failed() -> None:
+            await runtime.failed.wait()
+            server.should_exit = True
+
+        watcher = asyncio.create_task(stop_when_the_load_failed())
+        try:
+            await server.serve()
+        finally:
+            watcher.cancel()
+
     with log_context(service=args.name):
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
+        asyncio.run(serve())
+    if runtime.failed.is_set():  # logged with its traceback; exit so that a supervisor restarts the service
+        print(f"spotdiff serve-service {args.name}: the model failed to load: {runtime.error}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

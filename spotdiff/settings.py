@@ -62,6 +62,11 @@ class ServiceSettings(BaseModel):
 
 class GenerationSettings(ServiceSettings):
     model: str = "stabilityai/stable-diffusion-xl-base-1.0"
+    variant: str | None = Field(
+        default=None,
+        description="weight variant to load (fp16: the *.fp16.safetensors files); none: the plain files, or fp16 "
+        "when a local directory holds only those",
+    )
     max_batch_size: int = Field(default=2, ge=1, description="pairs per UNet batch")
     height: int = Field(default=1024, ge=64, le=4096)
     width: int = Field(default=1024, ge=64, le=4096)
@@ -75,7 +80,11 @@ class GenerationSettings(ServiceSettings):
 
 
 class SimilaritySettings(ServiceSettings):
-    model: str = "ViT-B-32"
+    model: str = Field(
+        default="ViT-B-32-quickgelu",
+        description="open_clip model name; OpenAI's weights need a -quickgelu name (the service refuses a name "
+        "whose activation its pretrained weights were not trained with)",
+    )
     pretrained: str | None = Field(default="openai", description="open_clip pretrained tag; none for local-dir")
     max_batch_size: int = 64
     max_items_per_request: int = Field(default=1024, ge=1)

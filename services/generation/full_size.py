@@ -51,19 +51,26 @@ def build_components(device: str | torch.device = "cpu", dtype: torch.dtype = to
     return components
 
 
-def build_random_sdxl(device: str = "cpu", dtype: torch.dtype = torch.float32) -> StableDiffusionXLPipeline:
-    """A full-size SDXL base pipeline with random weights and the real CLIP tokenizers."""
-    from services.generation.tiny import clip_bpe_vocab
+def sdxl_tokenizers() -> tuple[CLIPTokenizer, CLIPTokenizer]:
+    """SDXL base's two CLIP tokenizers over the real vocabulary, each cut at CLIP's 77 tokens (the second pads
+    with "!")."""
+    from services.generation.tiny import clip_bpe_vocab, clip_tokenizer
 
     vocab, merges = clip_bpe_vocab()
+    return clip_tokenizer(vocab, merges, pad_token="<|endoftext|>"), clip_tokenizer(vocab, merges, pad_token="!")
+
+
+def build_random_sdxl(device: str = "cpu", dtype: torch.dtype = torch.float32) -> StableDiffusionXLPipeline:
+    """A full-size SDXL base pipeline with random weights and the real CLIP tokenizers."""
     components = build_components(device, dtype)
+    tokenizer, tokenizer_2 = sdxl_tokenizers()
     return StableDiffusionXLPipeline(
         vae=components["vae"],
         text_encoder=components["text_encoder"],
         text_encoder_2=components["text_encoder_2"],
         unet=components["unet"],
-        tokenizer=CLIPTokenizer(vocab=dict(vocab), merges=list(merges), pad_token="<|endoftext|>"),  # type: ignore[arg-type]
-        tokenizer_2=CLIPTokenizer(vocab=dict(vocab), merges=list(merges), pad_token="!"),  # type: ignore[arg-type]
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
         scheduler=sdxl_scheduler(),  # type: ignore[arg-type]  # diffusers hints an enum of scheduler names here
         add_watermarker=False,
     )

@@ -7,6 +7,8 @@ on what it was batched with.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 from diffusers.utils import logging as diffusers_logging
@@ -35,6 +37,32 @@ diffusers_logging.disable_progress_bar()
 transformers_logging.disable_progress_bar()  # a service logs; it does not draw progress bars
 
 
+def weight_variant(model: str, setting: str | None) -> str | None:
+    """The weight variant to load: the setting's, else ``fp16`` for a local directory that holds only
+    ``*.fp16.safetensors`` weights (the common SDXL download), else none (the plain files)."""
+    if setting is not None:
+        return setting
+    unet = Path(model) / "unet"
+    plain = any(unet.glob("diffusion_pytorch_model.safetensors")) or any(unet.glob("*.bin"))
+    fp16_only = unet.is_dir() and not plain and any(unet.glob("diffusion_pytorch_model.fp16.safetensors"))
+    return "fp16" if fp16_only else None
+
+
+def check_tokenizers(pipe: StableDiffusionXLPipeline) -> None:
+    """Refuse a tokenizer whose length limit is over its text encoder's positions: a checkpoint written without
+    ``model_max_length`` carries 1e30, and the first prompt fails deep inside the pipeline."""
+    for name, encoder_name in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
+        tokenizer, encoder = getattr(pipe, name), getattr(pipe, encoder_name)
+        if tokenizer is None or encoder is None:
+            continue
+        positions = int(encoder.config.max_position_embeddings)
+        if tokenizer.model_max_length > positions:
+            raise ValueError(
+                f"{name}'s model_max_length ({tokenizer.model_max_length:.0f}) is over {encoder_name}'s "
+                f'{positions} positions: set "model_max_length": {positions} in {name}/tokenizer_config.json'
+            )
+
+
 class GenerationModel(ModelRunner):
     def __init__(self, settings: GenerationSettings) -> None:
         self.settings = settings
@@ -45,11 +73,14 @@ class GenerationModel(ModelRunner):
         self.revision = "unknown"
 
     def load(self) -> None:
-        self.attach(StableDiffusionXLPipeline.from_pretrained(self.settings.model, dtype=self.dtype))
+        variant = weight_variant(self.settings.model, self.settings.variant)
+        pipe = StableDiffusionXLPipeline.from_pretrained(self.settings.model, dtype=self.dtype, variant=variant)
+        self.attach(pipe)
         self.revision = revision_of(self.settings.model)
 
     def attach(self, pipe: StableDiffusionXLPipeline) -> None:
         """Serve ``pipe``: Prompt-to-Prompt processors in every attention layer, on this model's device."""
+        check_tokenizers(pipe)
         pipe.set_progress_bar_config(disable=True)
         pipe.unet.set_attn_processor(P2PAttnProcessor(self.slot))
         self.pipe = pipe.to(self.device)

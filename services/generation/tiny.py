@@ -100,7 +100,7 @@ def write_clip_bpe_tokenizer_files(out_dir: Path) -> tuple[Path, Path]:
     return vocab_path, merges_path
 
 
-def _clip_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], *, pad_token: str) -> CLIPTokenizer:
+def clip_tokenizer(vocab: dict[str, int], merges: list[tuple[str, str]], *, pad_token: str) -> CLIPTokenizer:
     """A CLIP tokenizer over the real vocab; SDXL's second tokenizer pads with "!" instead of eos."""
     return CLIPTokenizer(
         vocab=dict(vocab),
@@ -166,8 +166,8 @@ def _vae() -> AutoencoderKL:
 def build_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
     """Build the tiny pipeline in memory; the same seed gives bit-identical weights."""
     vocab, merges = clip_bpe_vocab()
-    tokenizer = _clip_tokenizer(vocab, merges, pad_token="<|endoftext|>")
-    tokenizer_2 = _clip_tokenizer(vocab, merges, pad_token="!")
+    tokenizer = clip_tokenizer(vocab, merges, pad_token="<|endoftext|>")
+    tokenizer_2 = clip_tokenizer(vocab, merges, pad_token="!")
 
     with torch.random.fork_rng(devices=[]):  # seed the weights without resetting the caller's RNG
         torch.manual_seed(seed)

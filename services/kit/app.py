@@ -42,9 +42,15 @@ async def verify_token(request: Request, runtime: RuntimeDep) -> None:
 def _health_router() -> APIRouter:
     router = APIRouter()
 
-    @router.get("/healthz", summary="the process is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get(
+        "/healthz",
+        summary="the process is up, and its model did not fail to load",
+        responses={503: {"description": "the model failed to load: restart the service"}},
+    )
+    async def healthz(runtime: RuntimeDep) -> JSONResponse:
+        if runtime.state.value == "failed":  # a load that failed never recovers by waiting: an orchestrator restarts
+            return JSONResponse({"status": "failed", "error": runtime.error}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @router.get(
         "/readyz", summary="weights loaded and warm-up passed", responses={503: {"description": "still loading"}}

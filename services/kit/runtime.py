@@ -88,6 +88,7 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
         self.error: str | None = None
         self.runner: RunnerT | None = None
         self.started = time.monotonic()
+        self.failed = asyncio.Event()  # set when the load failed: `spotdiff serve-service` then exits non-zero
         # One model thread per service: batches run one at a time, as one pipeline per process wants.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{spec.name}-model")
         self._servings: dict[type[AnyServing[SettingsT, RunnerT]], AnyServing[SettingsT, RunnerT]] = {
@@ -128,6 +129,7 @@ class ServiceRuntime(Generic[SettingsT, RunnerT]):
             self.state = State.FAILED
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("%s failed to load", self.spec.name)
+            self.failed.set()
             return
         self.state = State.READY
         self.metrics.ready.labels(self.spec.name).set(1)

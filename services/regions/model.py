@@ -15,7 +15,7 @@ from PIL import Image
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
 from segment_anything.utils.amg import mask_to_rle_pytorch
 
-from services.kit.placement import resolve_device, revision_of
+from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
 from services.regions.jobs import PromptedJob, ProposeJob
 from spotdiff.protocol.common import Box
@@ -40,10 +40,26 @@ def mask_box(mask: np.ndarray) -> Box | None:
     return Box(x1=float(left), y1=float(top), x2=float(right + 1), y2=float(bottom + 1))
 
 
+class EncoderIn(torch.nn.Module):
+    """SAM's image encoder (nearly all of its weights and time) in another dtype; the prompt encoder and mask
+    decoder stay float32, as segment-anything's mask post-processing expects."""
+
+    def __init__(self, encoder: torch.nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.encoder = encoder.to(dtype)
+        self.img_size = encoder.img_size
+        self.dtype = dtype
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features: torch.Tensor = self.encoder(images.to(self.dtype))
+        return features.float()
+
+
 class RegionsModel(ModelRunner):
     def __init__(self, settings: RegionsSettings) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
         self.revision = "unknown"
         self._generators: dict[AmgOptions, SamAutomaticMaskGenerator] = {}
 
@@ -52,6 +68,8 @@ class RegionsModel(ModelRunner):
 
         register()
         sam = sam_model_registry[self.settings.model_type](checkpoint=self.settings.model)
+        if self.dtype != torch.float32:
+            sam.image_encoder = EncoderIn(sam.image_encoder, self.dtype)
         self.sam = sam.to(self.device).eval()
         self.predictor = SamPredictor(self.sam)
         self.revision = revision_of(self.settings.model)
@@ -129,7 +147,7 @@ class RegionsModel(ModelRunner):
             "regions",
             self.settings,
             revision=self.revision,
-            dtype="float32",
+            dtype=dtype_name(self.dtype),
             device=self.device,
             extra={
                 "model_type": self.settings.model_type,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import open_clip
@@ -35,6 +37,52 @@ def space_of(pair: ScorePair, text_scorer: str) -> Space:
     return "blip" if mixed and text_scorer == "blip" else "clip"
 
 
+def _tag_of(model: str, pretrained: str) -> str | None:
+    """The open_clip pretrained tag ``pretrained`` is or names: the tag itself, or a tag of the model that a
+    weights path spells out (``clip-vit-b-32-openai/open_clip_model.safetensors`` is ``openai``)."""
+    base = model.removesuffix("-quickgelu")
+    tags = set(open_clip.list_pretrained_tags_by_model(base)) | set(
+        open_clip.list_pretrained_tags_by_model(f"{base}-quickgelu")
+    )
+    if pretrained in tags:
+        return pretrained
+    words = set(re.split(r"[^a-z0-9_]+", pretrained.lower()))
+    named = sorted(tag for tag in tags if tag.lower() in words)
+    return named[0] if len(named) == 1 else None
+
+
+def activation_mismatch(model: str, pretrained: str | None) -> str | None:
+    """What is wrong when the model name's activation is not the one its pretrained weights were trained with,
+    as open_clip's own pretrained configs say (OpenAI's CLIP needs QuickGELU: ``ViT-B-32-quickgelu``); a plain
+    GELU model loads those weights without a word and every embedding is off."""
+    if pretrained is None or model.startswith(("local-dir:", "hf-hub:")):
+        return None
+    tag = _tag_of(model, pretrained)
+    if tag is None:
+        return None
+    base = model.removesuffix("-quickgelu")
+    config = open_clip.get_pretrained_cfg(base, tag) or open_clip.get_pretrained_cfg(f"{base}-quickgelu", tag)
+    wants_quick = bool(config.get("quick_gelu"))
+    has_quick = bool((open_clip.get_model_config(model) or {}).get("quick_gelu"))
+    if wants_quick and not has_quick:
+        return (
+            f"SPOTDIFF_SIMILARITY__MODEL={model}: the {tag!r} weights were trained with QuickGELU; use {base}-quickgelu"
+        )
+    if has_quick and not wants_quick:
+        return f"SPOTDIFF_SIMILARITY__MODEL={model}: the {tag!r} weights were trained with GELU; use {base}"
+    return None
+
+
+def clip_revision(model: str, pretrained: str | None) -> str:
+    """What names the CLIP weights exactly: a local checkpoint's or weights file's checksum (never its path), or
+    open_clip's pretrained tag."""
+    if pretrained is None:
+        return revision_of(model)
+    if Path(pretrained).exists():
+        return revision_of(pretrained)
+    return f"open_clip:{pretrained}"
+
+
 class SimilarityModel(ModelRunner):
     """CLIP (open_clip) for every cosine, and optionally BLIP's ITC cosine for image-text pairs, as the
     reference matches crops to nouns and labels with ``BlipForImageTextRetrieval(use_itm_head=False)``."""
@@ -47,17 +95,16 @@ class SimilarityModel(ModelRunner):
         self.blip: Any = None
 
     def load(self) -> None:
+        problem = activation_mismatch(self.settings.model, self.settings.pretrained)
+        if problem:
+            raise ValueError(problem)
         model, _, preprocess = open_clip.create_model_and_transforms(
             self.settings.model, pretrained=self.settings.pretrained, device=self.device
         )
         self.model = model.to(dtype=self.dtype).eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(self.settings.model)
-        self.revision = (
-            revision_of(self.settings.model)
-            if self.settings.pretrained is None
-            else (f"open_clip:{self.settings.pretrained}")
-        )
+        self.revision = clip_revision(self.settings.model, self.settings.pretrained)
         if self.settings.text_scorer == "blip":
             from transformers import AutoProcessor, BlipForImageTextRetrieval
 

@@ -67,3 +67,17 @@ async def test_bad_prompts_are_422(clients: ServiceClients, prompt: dict) -> Non
         "/v1/prompted", json={"image": png_b64(noise_image(32, 32, 0)), "prompts": [prompt]}
     )
     assert response.status_code == 422
+
+
+def test_the_dtype_setting_is_the_encoders_dtype(settings) -> None:  # type: ignore[no-untyped-def]
+    """SAM's image encoder (its weights and its time) runs in the configured dtype; the decoder stays float32."""
+    import torch
+
+    from services.regions.model import RegionsModel
+
+    model = RegionsModel(settings.regions.model_copy(update={"dtype": "bfloat16"}))
+    model.load()
+    model.warmup()  # both modes answer
+    assert model.info().dtype == "bfloat16"
+    assert next(model.sam.image_encoder.parameters()).dtype == torch.bfloat16
+    assert next(model.sam.mask_decoder.parameters()).dtype == torch.float32

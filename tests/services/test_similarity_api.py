@@ -112,3 +112,48 @@ async def test_an_empty_text_is_scored_like_any_other(clients: ServiceClients) -
     scores = (await clients.similarity.cosine(request)).scores
     assert all(-1.0 - 1e-5 <= score <= 1.0 + 1e-5 for score in scores)
     assert scores[2] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model", "pretrained", "wrong"),
+    [
+        ("ViT-B-32", "openai", "use ViT-B-32-quickgelu"),
+        ("ViT-B-32", "/models/clip-vit-b-32-openai/open_clip_model.safetensors", "use ViT-B-32-quickgelu"),
+        ("ViT-B-32-quickgelu", "openai", None),
+        ("ViT-B-32-quickgelu", "/models/clip-vit-b-32-openai/open_clip_model.safetensors", None),
+        ("ViT-B-32", "laion2b_s34b_b79k", None),
+        ("ViT-B-32-quickgelu", "laion2b_s34b_b79k", "use ViT-B-32"),
+        ("ViT-B-32", "/weights/mine.pt", None),  # no tag to go by
+    ],
+)
+def test_a_model_name_and_its_pretrained_weights_agree_on_the_activation(
+    model: str, pretrained: str, wrong: str | None
+) -> None:
+    """As open_clip's own pretrained configs say: OpenAI's weights need QuickGELU, which a plain name omits."""
+    from services.similarity.model import activation_mismatch
+
+    problem = activation_mismatch(model, pretrained)
+    assert (problem is None) if wrong is None else (problem is not None and problem.endswith(wrong))
+
+
+def test_the_default_and_the_fetched_clip_settings_agree_on_the_activation() -> None:
+    from services.similarity.model import activation_mismatch
+    from spotdiff.settings import SimilaritySettings
+    from spotdiff.weights import load_manifest
+
+    defaults = SimilaritySettings()
+    assert activation_mismatch(defaults.model, defaults.pretrained) is None
+    (clip,) = [source for source in load_manifest("reference").sources if "clip" in source.name]
+    assert activation_mismatch(clip.settings["model"], clip.settings["pretrained"]) is None
+
+
+def test_the_revision_of_a_weights_file_is_its_checksum(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from services.similarity.model import clip_revision
+
+    weights = tmp_path / "open_clip_model.safetensors"
+    weights.write_bytes(b"weights")
+    revision = clip_revision("ViT-B-32-quickgelu", str(weights))
+    assert revision.startswith("sha256:") and str(tmp_path) not in revision
+    weights.write_bytes(b"other weights")
+    assert clip_revision("ViT-B-32-quickgelu", str(weights)) != revision
+    assert clip_revision("ViT-B-32-quickgelu", "openai") == "open_clip:openai"
