@@ -122,13 +122,18 @@ def _existing(store: JobStore, job_id: str, claim: Claim, held: Claim) -> tuple[
     return JobCreated(id=job_id, state=status.state, total=status.total), 200
 
 
-async def with_pairs(request: JobRequest, settings: Settings, rewriting: RewritingClient | None) -> JobRequest:
-    """A request of captions with its pairs made by this deployment's rewriter (each pair names its caption); a
-    request of pairs as it is. With ``variation: rewrite`` the pairs are the job's whole budget of rewrites, every
-    caption's first before any second, which its rounds then draw in turn. Pairs and captions together, or
-    captions that give no pair, are a 422; a rewriting service out of reach is a 503."""
+async def with_pairs(
+    request: JobRequest, settings: Settings, rewriting: RewritingClient | None
+) -> tuple[JobRequest, list[SampleRecord]]:
+    """A request of captions with its pairs made by this deployment's rewriter (each pair names its caption), and
+    the rejection records of the rewrites that gave none; a request of pairs as it is.
+
+    With ``variation: rewrite`` the pairs are the job's whole budget of rewrites, every caption's first before
+    any second, which its rounds then draw in turn (its drops are not kept: the pool is what a budget may draw
+    from, not pairs the job owes). Pairs and captions together, or captions that give no pair, are a 422; a
+    rewriting service out of reach is a 503."""
     if not request.captions:
-        return request
+        return request, []
     max_pairs = settings.gateway.max_pairs_per_job
     if request.pairs:
         raise ServiceError(422, "invalid_request", "a job has pairs or captions, not both")
@@ -154,16 +159,24 @@ async def with_pairs(request: JobRequest, settings: Settings, rewriting: Rewriti
         reasons = sorted({f"caption {drop.line}: {drop.reason}" for drop in dropped})
         raise ServiceError(422, "no_pairs", "no caption gave a caption pair", details=reasons)
     pairs = [SubmittedPair.model_validate(pair.model_dump()) for pair in made[:pool]]
-    return request.model_copy(update={"pairs": pairs})
+    drops = [drop.record(settings.profile) for drop in dropped] if pool is None else []
+    return request.model_copy(update={"pairs": pairs}), drops
 
 
 def submit(
-    job_id: str, sent: JobRequest, request: JobRequest, owner: str, store: JobStore, celery: Celery, settings: Settings
+    job_id: str,
+    sent: JobRequest,
+    made: tuple[JobRequest, list[SampleRecord]],
+    owner: str,
+    store: JobStore,
+    celery: Celery,
+    settings: Settings,
 ) -> tuple[JobCreated, int]:
-    """Create the job of ``request`` (``sent`` with its pairs made) once and send its first round; (what was
-    created, 201), or (the job as it is, 200) for the same body again. Whoever loses a race for the id is told
-    what won it (200, 403 or 409)."""
+    """Create the job of ``made`` (``sent`` with its pairs made, and the rewrites that gave none) once and send
+    its first round; (what was created, 201), or (the job as it is, 200) for the same body again. Whoever loses a
+    race for the id is told what won it (200, 403 or 409)."""
     claim = Claim(owner, sent.fingerprint())  # of the body as sent: the same captions again, the same job
+    request, drops = made
     held = store.claim(job_id, claim)
     if held is not None:
         return _existing(store, job_id, claim, held)
@@ -191,7 +204,13 @@ def submit(
             headers={"Retry-After": f"{admission.retry_after_s:.0f}"},
         )
     manifest = JobManifest(
-        id=job_id, owner=owner, request=request, fingerprint=claim.fingerprint, created=time.time(), budget_pairs=budget
+        id=job_id,
+        owner=owner,
+        request=request,
+        fingerprint=claim.fingerprint,
+        created=time.time(),
+        budget_pairs=budget,
+        rewrite_drops=drops,
     )
     try:
         pairs = store.create(manifest)
@@ -206,7 +225,7 @@ def submit(
         assert existing is not None
         return _existing(store, job_id, claim, Claim(existing.owner, existing.fingerprint))
     send_round(celery, job_id, 0)  # if this fails, the reconciler sends the round once its grace is over
-    return JobCreated(id=job_id, state=JobState.QUEUED, total=len(pairs)), 201
+    return JobCreated(id=job_id, state=JobState.QUEUED, total=len(pairs) + len(drops)), 201
 
 
 def status(store: JobStore, job_id: str, owner: str) -> JobStatus:

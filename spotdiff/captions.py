@@ -11,11 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from spotdiff import __version__
 from spotdiff.clients import RewritingClient
 from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.rewrite import lexicon_rewrite, pair_decision, rewrite_seed
 from spotdiff.protocol import CaptionPair
-from spotdiff.protocol.records import MAX_OBJECTS, RewriteOrigin
+from spotdiff.protocol.records import (
+    MAX_OBJECTS,
+    Provenance,
+    Rejection,
+    RewriteOrigin,
+    SampleRecord,
+    SampleStatus,
+    Stage,
+)
 from spotdiff.protocol.rewriting import RewriteRequest
 
 _TOKENS = re.compile(r"\w+|[^\w\s]")
@@ -89,13 +98,47 @@ class ModelRewriter:
 
 @dataclass(frozen=True)
 class Dropped:
-    """A caption, or one rewrite of it, that gave no pair: the line, the rewrite's number, the reason and numbers."""
+    """A caption, or one rewrite of it, that gave no pair: the line, the rewrite's number, the reason and numbers,
+    and what the rewriter said (none when it said nothing usable)."""
 
     line: int
     rewrite: int
     caption: str
     reason: str
     numbers: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    seed: int = 0
+    rewriter: str = "lexicon"
+
+    @property
+    def pair_id(self) -> str:
+        return f"l{self.line}-r{self.rewrite}"
+
+    def record(self, profile: str) -> SampleRecord:
+        """The rejection record of the pair this rewrite would have been (stage ``rewrite``), as every other
+        stage's rejections are kept and counted."""
+        return SampleRecord(
+            pair_id=self.pair_id,
+            status=SampleStatus.REJECTED,
+            source=self.caption,
+            target=self.target or "",
+            source_objects=list(self.numbers.get("source_objects", [])),
+            target_objects=list(self.numbers.get("target_objects", [])),
+            rejection=Rejection(
+                stage=Stage.REWRITE,
+                reason=self.reason,
+                message=f"rewrite {self.rewrite} of caption {self.line} gave no pair: {self.reason}",
+                numbers=self.numbers,
+            ),
+            provenance=Provenance(
+                seed=None,
+                profile=profile,
+                spotdiff_version=__version__,
+                rewrite=RewriteOrigin(
+                    caption=self.caption, rewriter=self.rewriter, number=self.rewrite, seed=self.seed
+                ),
+            ),
+        )
 
 
 def read_captions(lines: Sequence[str]) -> list[tuple[int, str]]:
@@ -126,7 +169,7 @@ async def pairs_from_captions(
         if line in hopeless:
             continue
         if proposal.text is None:
-            dropped.append(Dropped(line, number, caption, proposal.reason))
+            dropped.append(Dropped(line, number, caption, proposal.reason, seed=seed, rewriter=proposal.rewriter))
             if proposal.reason == NO_KNOWN_NOUN:
                 hopeless.add(line)
             continue
@@ -134,10 +177,16 @@ async def pairs_from_captions(
             caption, proposal.text, estimated_tokens(caption), estimated_tokens(proposal.text), max_objects=MAX_OBJECTS
         )
         if not decision:
-            dropped.append(Dropped(line, number, caption, decision.reason, decision.numbers))
+            numbers = decision.numbers
+            dropped.append(
+                Dropped(line, number, caption, decision.reason, numbers, proposal.text, seed, proposal.rewriter)
+            )
             continue
         if proposal.text in seen.setdefault(line, set()):
-            dropped.append(Dropped(line, number, caption, "same_rewrite_again", {"target": proposal.text}))
+            again = {"target": proposal.text}
+            dropped.append(
+                Dropped(line, number, caption, "same_rewrite_again", again, proposal.text, seed, proposal.rewriter)
+            )
             continue
         seen[line].add(proposal.text)
         source_objects, target_objects = decision.numbers["source_objects"], decision.numbers["target_objects"]

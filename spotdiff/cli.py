@@ -99,10 +99,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.concurrency:
         settings.pipeline.concurrency = args.concurrency
     source = _input_file(args.pairs)
+    dropped: list[Any] = []
     if source.suffix == ".txt":  # single captions: rewritten into pairs first, kept beside the run for review
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        source = _write_pairs(source, out / "pairs.jsonl", args.rewrites, args.seed, settings)
+        source, drops = _write_pairs(source, out / "pairs.jsonl", args.rewrites, args.seed, settings)
+        dropped = [drop.record(settings.profile) for drop in drops]
     pairs, errors = read_pairs(source)
     if args.strict and errors:
         first = errors[0]
@@ -111,7 +113,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         why = f"; {len(errors)} lines could not be read, the first: line {errors[0].line}" if errors else ""
         raise CliError(f"{args.pairs}: no caption pairs to run{why}")
     ensure_tiny_models(settings)
-    summary = asyncio.run(run_embedded(source, Path(args.out), settings, progress=not args.quiet, clients=in_process))
+    summary = asyncio.run(
+        run_embedded(source, Path(args.out), settings, progress=not args.quiet, clients=in_process, dropped=dropped)
+    )
     for error in summary.input_errors:
         print(f"{args.pairs}:{error.line}: skipped: {error.message}", file=sys.stderr)
     print(
@@ -123,7 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_pairs(captions_file: Path, out: Path, rewrites: int, seed: int, settings: Settings) -> Path:
+def _write_pairs(
+    captions_file: Path, out: Path, rewrites: int, seed: int, settings: Settings
+) -> tuple[Path, list[Any]]:
     """Caption pairs from a file of single captions (one per line), by the settings' rewriter (a language model
     is the rewriting service, started in this process); each drop said."""
     from spotdiff.captions import ModelRewriter, pairs_from_captions, read_captions
@@ -149,7 +155,7 @@ def _write_pairs(captions_file: Path, out: Path, rewrites: int, seed: int, setti
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(pair.model_dump_json(exclude_none=True) + "\n" for pair in pairs), encoding="utf-8")
     print(f"{len(pairs)} pairs from {len(captions)} captions: {out}", file=sys.stderr)
-    return out
+    return out, dropped
 
 
 def cmd_pairs(args: argparse.Namespace) -> int:

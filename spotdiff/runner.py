@@ -126,7 +126,7 @@ class RunSummary:
     seconds: float
 
 
-def start_folder(store: ArtifactStore, pairs: Sequence[CaptionPair]) -> RunFolder:
+def start_folder(store: ArtifactStore, pairs: Sequence[CaptionPair], dropped: Sequence[SampleRecord] = ()) -> RunFolder:
     """A fresh run folder: what an earlier run left in it is replaced, its images kept (content-addressed)."""
     for key in (SAMPLES, INPUT_ERRORS):
         if store.exists(key):
@@ -134,7 +134,14 @@ def start_folder(store: ArtifactStore, pairs: Sequence[CaptionPair]) -> RunFolde
     store.remove_tree(RECORDS)
     folder = RunFolder(store)
     request = JobRequest.model_construct(pairs=list(pairs))  # validated line by line already
-    manifest = JobManifest(id=uuid.uuid4().hex, owner=LOCAL_OWNER, request=request, fingerprint="", created=time.time())
+    manifest = JobManifest(
+        id=uuid.uuid4().hex,
+        owner=LOCAL_OWNER,
+        request=request,
+        fingerprint="",
+        created=time.time(),
+        rewrite_drops=list(dropped),
+    )
     folder.write_manifest(manifest)
     return folder
 
@@ -146,24 +153,29 @@ async def run_embedded(
     *,
     progress: bool = True,
     clients: Callable[[Settings], AbstractAsyncContextManager[ServiceClients]] | ServiceClients,
+    dropped: Sequence[SampleRecord] = (),
 ) -> RunSummary:
     """Read, run every pair through the services, write the run folder, the gallery and the report.
-    ``clients``: the services' clients, or how to start them for these settings (in this process, say)."""
+    ``clients``: the services' clients, or how to start them for these settings (in this process, say);
+    ``dropped``: rejections made before any pair existed (rewrites of captions that gave none), kept and counted
+    with the run's records."""
     started = time.perf_counter()
     pairs, errors = read_pairs(pairs_path)
     store = ArtifactStore(str(out_dir))
-    folder = start_folder(store, pairs)
+    folder = start_folder(store, pairs, dropped)
     for error in errors:
         store.append_line(INPUT_ERRORS, json.dumps({"line": error.line, "message": error.message}))
 
-    records: list[SampleRecord] = []
+    records: list[SampleRecord] = list(dropped)
+    for record in dropped:
+        folder.create_record(record)
     if pairs:
         services: AbstractAsyncContextManager[ServiceClients] = (
             nullcontext(clients) if isinstance(clients, ServiceClients) else clients(settings)
         )
         async with services as active:
             pipeline = await PairPipeline.connect(active, store, settings)
-            records = await run_pairs(
+            records += await run_pairs(
                 pairs,
                 pipeline,
                 concurrency=settings.pipeline.concurrency,
@@ -176,4 +188,4 @@ async def run_embedded(
         REPORT, render_report(records, store_image_bytes(store), title=f"spotdiff report · {pairs_path.name}")
     )
     accepted = sum(record.status is SampleStatus.ACCEPTED for record in records)
-    return RunSummary(out_dir, len(pairs), accepted, len(records) - accepted, errors, time.perf_counter() - started)
+    return RunSummary(out_dir, len(records), accepted, len(records) - accepted, errors, time.perf_counter() - started)

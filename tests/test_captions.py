@@ -59,14 +59,20 @@ def test_spotdiff_pairs_writes_what_run_reads(tmp_path: Path) -> None:
 
 
 async def test_a_run_from_captions(clients: ServiceClients, settings: Settings, tmp_path: Path) -> None:
-    pairs, _ = await pairs_from_captions(read_captions(CAPTIONS.read_text().splitlines()))
+    lines = [*CAPTIONS.read_text().splitlines(), "The sky at night"]  # the last gives no pair
+    pairs, dropped = await pairs_from_captions(read_captions(lines))
     source = tmp_path / "pairs.jsonl"
     source.write_text("".join(pair.model_dump_json(exclude_none=True) + "\n" for pair in pairs))
-    summary = await run_embedded(source, tmp_path / "run", settings, progress=False, clients=clients)
+    drops = [drop.record(settings.profile) for drop in dropped]
+    summary = await run_embedded(source, tmp_path / "run", settings, progress=False, clients=clients, dropped=drops)
     records = [
         SampleRecord.model_validate_json(line) for line in (tmp_path / "run/samples.jsonl").read_text().splitlines()
     ]
-    assert summary.pairs == len(records) == len(pairs) and summary.accepted >= 1
+    assert summary.pairs == len(records) == len(pairs) + 1 and summary.accepted >= 1
+    (drop,) = [record for record in records if record.rejection and record.rejection.stage == "rewrite"]
+    assert (drop.pair_id, drop.outcome, drop.source) == (f"l{len(lines)}-r0", "rewrite:no_known_noun", lines[-1])
+    assert drop.provenance.rewrite is not None and drop.provenance.rewrite.rewriter == "lexicon"
+    records = [record for record in records if record is not drop]
     by_id = {pair.id: pair for pair in pairs}
     for record in records:
         assert (record.source, record.target) == (by_id[record.pair_id].source, by_id[record.pair_id].target)

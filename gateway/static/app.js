@@ -103,7 +103,7 @@ function clearError() {
 /** Caption pairs from JSONL (one object a line), a JSON array of pairs, or a whole job body {"pairs", "settings"}. */
 function parsePairs(text) {
   const trimmed = text.trim();
-  if (!trimmed) throw new ApiError(0, "no_pairs", "enter caption pairs, one JSON object per line");
+  if (!trimmed) throw new ApiError(0, "no_pairs", "enter caption pairs (one JSON object per line) or single captions");
   try {
     const whole = JSON.parse(trimmed);
     if (Array.isArray(whole)) return { pairs: whole, settings: {} };
@@ -129,9 +129,34 @@ function parsePairs(text) {
   return { pairs, settings: {} };
 }
 
+/** Single captions, one a line (blank lines skipped). */
+function parseCaptions(text) {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== "");
+}
+
+/** A job of caption pairs, or of single captions that the gateway rewrites into pairs. */
+function jobSource() {
+  const captions = parseCaptions(byId("captions").value);
+  const hasPairs = byId("pairs").value.trim() !== "";
+  if (captions.length && hasPairs) {
+    throw new ApiError(0, "invalid_request", "a job has caption pairs or single captions, not both: clear one");
+  }
+  if (!captions.length) {
+    const { pairs, settings } = parsePairs(byId("pairs").value);
+    return { pairs, settings };
+  }
+  const rewrites = Number(byId("rewrites").value || "1");
+  if (!Number.isInteger(rewrites) || rewrites < 1 || rewrites > 20) {
+    throw new ApiError(0, "invalid_rewrites", "pairs from each caption: a whole number from 1 to 20");
+  }
+  return { captions, rewrites_per_caption: rewrites };
+}
+
 function jobRequest() {
-  const { pairs, settings } = parsePairs(byId("pairs").value);
-  const body = { pairs, settings };
+  const body = jobSource();
   const wanted = byId("target-accepted").value.trim();
   if (wanted !== "") {
     const count = Number(wanted);
@@ -139,6 +164,7 @@ function jobRequest() {
       throw new ApiError(0, "invalid_target", "the number of accepted samples to stop at must be a whole number ≥ 1");
     }
     body.target_accepted = count; // only when asked for: without it the job runs every pair
+    if (body.captions && byId("new-rewrites").checked) body.variation = "rewrite";
   }
   return body;
 }
@@ -172,7 +198,9 @@ async function startJob() {
 async function readPairsFile(event) {
   const file = event.target.files && event.target.files[0];
   if (!file) return;
-  byId("pairs").value = await file.text(); // shown, so it can be checked and edited before Start
+  // shown, so it can be checked and edited before Start: a .txt of single captions goes to the captions box
+  const target = file.name.toLowerCase().endsWith(".txt") ? "captions" : "pairs";
+  byId(target).value = await file.text();
   clearError();
 }
 

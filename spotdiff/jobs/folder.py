@@ -105,11 +105,13 @@ class RunFolder:
         return {name.removesuffix(".json") for name in names if name.endswith(".json")}
 
     def ordered_ids(self, manifest: JobManifest | None) -> list[str]:
-        """The finished pairs in the run's order (the manifest's, else by id)."""
+        """The finished pairs in the run's order (the manifest's: the rewrites that gave no pair first, then the
+        pairs; else by id)."""
         finished = self.finished_ids()
         if manifest is None:
             return sorted(finished)
-        return [pair.id for pair in self.planned_pairs(manifest) if pair.id in finished]
+        ids = [drop.pair_id for drop in manifest.rewrite_drops] + [pair.id for pair in self.planned_pairs(manifest)]
+        return [pair_id for pair_id in ids if pair_id in finished]
 
     def iter_records(self) -> Iterator[SampleRecord]:
         """The finished pairs' records in the run's order, read one at a time (an export of any size)."""

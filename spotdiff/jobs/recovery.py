@@ -37,9 +37,10 @@ def rebuild(store: JobStore, job_id: str) -> list[CaptionPair]:
     pipe.execute()
     target = manifest.request.target_accepted
     rounds = max(1, len(folder.rounds()))
-    finished = store.finished(manifest, records, len(planned))
+    total = store.planned_total(manifest, len(planned))
+    finished = store.finished(manifest, records, total)
     state = JobState.CANCELLED if folder.is_cancelled() else JobState.DONE if finished else JobState.RUNNING
-    store.reset(manifest, total=len(planned), rounds=rounds, done=len(records), accepted=len(accepted), state=state)
+    store.reset(manifest, total=total, rounds=rounds, done=len(records), accepted=len(accepted), state=state)
     spent = sum(service_seconds(record) for record in records)
     store.redis.hset(
         store.key(job_id),
@@ -51,6 +52,7 @@ def rebuild(store: JobStore, job_id: str) -> list[CaptionPair]:
         store.admissions.release(manifest.owner, job_id)
         return []
     store.admissions.track(manifest.owner, job_id)
+    store.keep_rewrite_drops(manifest)  # those whose creator died before keeping them
     done = {record.pair_id for record in records}
     missing = [pair for pair in planned if pair.id not in done]
     store.enter(job_id, {pair.id: folder.resume_step(pair.id) for pair in missing}, force=True)

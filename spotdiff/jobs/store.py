@@ -176,10 +176,21 @@ class JobStore:
         if not folder.create_manifest(manifest):
             return None
         pairs = self.rounds.plan_first(manifest)
-        self.reset(manifest, total=len(pairs), rounds=1, done=0, accepted=0, state=JobState.QUEUED)
+        total = len(pairs) + len(manifest.rewrite_drops)
+        self.reset(manifest, total=total, rounds=1, done=0, accepted=0, state=JobState.QUEUED)
         self.progress.move(self.key(manifest.id), (pair.id for pair in pairs), FIRST_STEP)
-        self.event(manifest.id, {"type": "created", "total": len(pairs)})
+        self.event(manifest.id, {"type": "created", "total": total})
+        self.keep_rewrite_drops(manifest)
         return pairs
+
+    def keep_rewrite_drops(self, manifest: JobManifest) -> None:
+        """The rewrites that gave no pair, as the job's first records, each counted once (again after a crash)."""
+        for record in manifest.rewrite_drops:
+            self.finish_pair(manifest.id, record)
+
+    def planned_total(self, manifest: JobManifest, planned: int) -> int:
+        """What a job counts to: its planned pairs and the rewrites of its captions that gave none."""
+        return planned + len(manifest.rewrite_drops)
 
     def reset(
         self, manifest: JobManifest, *, total: int, rounds: int, done: int, accepted: int, state: JobState
@@ -358,7 +369,7 @@ class JobStore:
             return None
         records = self.records(job_id)
         funnel = Counter(record.outcome for record in records)
-        total = len(self.planned_pairs(job_id))
+        total = self.planned_total(manifest, len(self.planned_pairs(job_id)))
         finished = self.finished(manifest, records, total)
         state = (
             JobState.CANCELLED

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from spotdiff.protocol.ids import JobId, SubmittedPairId
-from spotdiff.protocol.records import Caption, CaptionPair
+from spotdiff.protocol.records import Caption, CaptionPair, SampleRecord
 from spotdiff.settings import DEPLOYMENT_ONLY, PipelineSettings
 
 LOCAL_OWNER = "local"  # who owns a job when the gateway has no API keys, and every embedded run
@@ -154,6 +154,11 @@ class JobManifest(BaseModel):
     created: float
     budget_pairs: int | None = Field(
         default=None, description="with a target: the pair budget in force (the request's, or the gateway's limit)"
+    )
+    rewrite_drops: list[SampleRecord] = Field(
+        default_factory=list,
+        description="a job of captions: the rejection records of the rewrites that gave no pair (stage rewrite), "
+        "counted with the job's records from its start",
     )
 
 

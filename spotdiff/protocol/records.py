@@ -32,6 +32,7 @@ ObjectWord = Annotated[str, Field(min_length=1, max_length=MAX_OBJECT_CHARS, pat
 class Stage(StrEnum):
     """Pipeline stages in order; a rejection names the one that decided it."""
 
+    REWRITE = "rewrite"  # stage (a): a caption's rewrite that gave no pair (before any pair or image exists)
     OBJECTS = "objects"
     GENERATE = "generate"
     PAIR_FILTER = "pair_filter"
@@ -86,7 +87,9 @@ class ModelRef(BaseModel):
 class Provenance(BaseModel):
     """Everything needed to reproduce a sample."""
 
-    seed: int | None = Field(description="the generation seed; none when the pair stopped before generation")
+    seed: int | None = Field(
+        default=None, description="the generation seed; none when the pair stopped before generation"
+    )
     models: dict[str, ModelRef] = Field(default_factory=dict)
     settings: dict[str, Any] = Field(default_factory=dict)
     profile: str

@@ -435,6 +435,22 @@ async def test_bad_caption_jobs_are_422(gateway: httpx.AsyncClient, body: dict, 
     assert answer.status_code == 422 and answer.json()["error"]["code"] == code, answer.text
 
 
+async def test_rewrites_that_give_no_pair_are_the_jobs_rejections_at_stage_rewrite(
+    gateway: httpx.AsyncClient,
+) -> None:
+    body = {"captions": ["A dog on the grass", "The sky at night"]}
+    created = await gateway.put("/v1/jobs/with-a-drop", json=body, headers=auth("alice"))
+    assert created.status_code == 201 and created.json()["total"] == 2, created.text
+    status = await wait_done(gateway, "with-a-drop")
+    assert status["done"] == status["total"] == 2 and status["funnel"]["rewrite:no_known_noun"] == 1
+    records = (await gateway.get("/v1/jobs/with-a-drop/samples", headers=auth("alice"))).json()["items"]
+    (drop,) = [
+        record for record in records if record["status"] == "rejected" and record["rejection"]["stage"] == "rewrite"
+    ]
+    assert drop["pair_id"] == "l2-r0" and drop["source"] == "The sky at night"
+    assert drop["provenance"]["rewrite"]["caption"] == "The sky at night"
+
+
 async def test_a_job_with_a_target_draws_new_rewrites_not_new_seeds(gateway: httpx.AsyncClient) -> None:
     captions = ["A dog on the grass", "A red car parked on a city street"]
     body = {"captions": captions, "target_accepted": 5, "budget_pairs": 8, "variation": "rewrite"}
@@ -503,9 +519,11 @@ async def test_a_job_of_captions_rewritten_by_the_language_model(stack: dict) ->
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as gateway:
             body = {"captions": ["A dog on the grass", "A bus on a street"]}
             created = await gateway.put("/v1/jobs/by-the-model", json=body, headers=auth("alice"))
-            assert created.status_code == 201 and created.json()["total"] == 1, created.text  # the bus stays a bus
-            await wait_done(gateway, "by-the-model")
-            (record,) = (await gateway.get("/v1/jobs/by-the-model/samples", headers=auth("alice"))).json()["items"]
+            assert created.status_code == 201 and created.json()["total"] == 2, created.text
+            status = await wait_done(gateway, "by-the-model")
+            assert status["funnel"]["rewrite:same_sentence"] == 1  # the bus stays a bus: no pair, kept as such
+            records = (await gateway.get("/v1/jobs/by-the-model/samples", headers=auth("alice"))).json()["items"]
+            (record,) = [record for record in records if record["pair_id"] == "l1-r0"]
             origin = record["provenance"]["rewrite"]
             assert origin["rewriter"] == StandInRewriter.MODEL and record["target"] == "A cat on the grass"
             assert (origin["replaced"], origin["replacement"]) == ("dog", "cat")

@@ -126,6 +126,28 @@ async def test_the_page_runs_a_job_and_shows_progress_funnel_gallery_and_exports
     assert not failures, failures
 
 
+async def test_the_page_runs_a_job_of_single_captions(page: Page, gateway_url: str) -> None:
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(f"uncaught: {error}"))
+    await page.goto(f"{gateway_url}/")
+    await page.fill("#api-key", KEYS["alice"])
+    await page.fill("#pairs", example_lines(1)[0])
+    await page.fill("#captions", "A dog on the grass\n\nTwo cats sleeping on a sofa")
+    await page.click("#start")  # both boxes filled: said before anything is sent
+    await page.wait_for_selector("#error:not([hidden])")
+    assert "not both" in (await page.text_content("#error") or "")
+    await page.fill("#pairs", "")
+    await page.fill("#rewrites", "2")
+    await page.click("#start")
+    await page.wait_for_selector("#state[data-state=done]", timeout=JOB_TIMEOUT_MS)
+    assert await page.text_content("#total") == "4"  # two captions, two rewrites each
+    cards = page.locator("[data-testid=gallery-card]")
+    await cards.first.wait_for(timeout=30_000)
+    ids = sorted(await cards.evaluate_all("(cards) => cards.map((card) => card.dataset.pairId)"))
+    assert ids == ["l1-r0", "l1-r1", "l2-r0", "l2-r1"]  # caption n, rewrite k
+    assert not failures, failures
+
+
 def _note_console_error(message: ConsoleMessage, failures: list[str]) -> None:
     if message.type == "error":
         failures.append(f"console: {message.text}")

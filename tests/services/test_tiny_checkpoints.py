@@ -51,7 +51,7 @@ def _random_image(seed: int, height: int, width: int) -> Image.Image:
 
 def test_build_all_writes_a_complete_set(tiny_set: dict[str, Path]) -> None:
     root = tiny_set["sdxl"].parent
-    assert set(tiny_set) == {"sdxl", "clip", "blip", "sam", "llava_next", "qwen2_vl"}
+    assert set(tiny_set) == {"sdxl", "clip", "blip", "sam", "llava_next", "qwen2_vl", "llama"}
     assert tiny_set["sam"] == root / "sam" / "sam_tiny.pth"
     assert all(path.exists() for path in tiny_set.values())
     assert (root / "COMPLETE").read_text().strip() == tiny.FORMAT_VERSION
