@@ -77,3 +77,23 @@ async def test_a_run_from_captions(clients: ServiceClients, settings: Settings, 
     for record in records:
         assert (record.source, record.target) == (by_id[record.pair_id].source, by_id[record.pair_id].target)
         assert record.source_objects == by_id[record.pair_id].source_objects
+
+
+def test_spotdiff_run_takes_a_file_of_captions(tiny_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """As a user runs it: captions in, the pairs beside the run for review, and the samples of those pairs."""
+    from spotdiff.cli import main
+
+    monkeypatch.setenv("SPOTDIFF_TINY_DIR", str(tiny_dir))
+    monkeypatch.setenv("SPOTDIFF_PROFILE", "tiny")
+    monkeypatch.delenv("SPOTDIFF_REWRITER", raising=False)
+    captions = tmp_path / "captions.txt"
+    captions.write_text("A dog on the grass\nThe sky at night\nA red car parked on a city street\n")
+    assert main(["run", str(captions), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    pairs, errors = read_pairs(tmp_path / "run/pairs.jsonl")
+    assert errors == [] and [pair.id for pair in pairs] == ["l1-r0", "l3-r0"]
+    records = [
+        SampleRecord.model_validate_json(line) for line in (tmp_path / "run/samples.jsonl").read_text().splitlines()
+    ]
+    assert sorted(record.pair_id for record in records) == ["l1-r0", "l2-r0", "l3-r0"]
+    assert {record.pair_id: record.outcome for record in records}["l2-r0"] == "rewrite:no_known_noun"
+    assert "3 pairs:" in capsys.readouterr().out
