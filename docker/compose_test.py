@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import yaml
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,8 +102,15 @@ def containers(compose: list[str], env: dict[str, str]) -> list[str]:
     return out.stdout.split()
 
 
+def stack_services() -> set[str]:
+    """The services `up` starts: the base file's, but for one-shots behind a profile (models-fetch)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    return {name for name, spec in services.items() if not spec.get("profiles")}
+
+
 def wait_healthy(compose: list[str], env: dict[str, str]) -> None:
     deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    expected = len(stack_services())
     while True:
         states = {}
         for container in containers(compose, env):
@@ -115,7 +123,7 @@ def wait_healthy(compose: list[str], env: dict[str, str]) -> None:
             ]
             name, status, health = subprocess.run(inspect, capture_output=True, text=True).stdout.split()
             states[name.strip("/")] = health if status == "running" else status
-        if len(states) == 7 and all(health == "healthy" for health in states.values()):
+        if len(states) == expected and all(health == "healthy" for health in states.values()):
             return
         if any(state in {"exited", "dead", "unhealthy"} for state in states.values()) or time.monotonic() > deadline:
             subprocess.run([*compose, "-p", PROJECT, *FILES, "logs", "--tail", "40"], cwd=ROOT, env=env)
