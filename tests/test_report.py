@@ -170,6 +170,7 @@ def test_stage_table_counts_who_reached_and_who_was_stopped(run_dir: Path) -> No
     rows = stage_table(records_of(run_dir))
     assert [row.stage for row in rows] == list(Stage)
     assert [(row.reached, row.rejected, row.passed) for row in rows] == [
+        (7, 0, 7),  # rewrite (pairs given as pairs: none was rewritten)
         (7, 1, 6),  # objects
         (6, 0, 6),  # generate
         (6, 3, 3),  # pair_filter
