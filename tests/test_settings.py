@@ -11,7 +11,10 @@ def test_reference_profile_is_the_reference(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.generation.model == "stabilityai/stable-diffusion-xl-base-1.0"
     assert (settings.generation.num_inference_steps, settings.generation.guidance_scale) == (50, 7.5)
     assert (settings.generation.height, settings.generation.width) == (1024, 1024)
-    assert (settings.similarity.model, settings.similarity.pretrained) == ("ViT-B-32-quickgelu", "openai")  # OpenAI CLIP: QuickGELU
+    assert (settings.similarity.model, settings.similarity.pretrained) == (
+        "ViT-B-32-quickgelu",
+        "openai",
+    )  # OpenAI CLIP: QuickGELU
     assert (settings.similarity.text_scorer, settings.similarity.blip_model) == (
         "blip",
         "Salesforce/blip-itm-large-coco",
