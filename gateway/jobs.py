@@ -46,10 +46,7 @@ def build_router(settings: Settings) -> APIRouter:
         gates: GatesDep,
     ) -> JobCreated:
         job: JobRequest = request
-        made = await serving.with_pairs(job, settings, gates.clients.rewriting)
-        created, _ = await run_in_threadpool(
-            serving.submit, uuid.uuid4().hex, job, made, owner, store, celery, settings
-        )
+        created, _ = await serving.create(uuid.uuid4().hex, job, owner, store, celery, settings, gates)
         return created
 
     @router.put(
@@ -69,8 +66,7 @@ def build_router(settings: Settings) -> APIRouter:
         gates: GatesDep,
     ) -> JSONResponse:
         job: JobRequest = request
-        made = await serving.with_pairs(job, settings, gates.clients.rewriting)
-        created, code = await run_in_threadpool(serving.submit, job_id, job, made, owner, store, celery, settings)
+        created, code = await serving.create(job_id, job, owner, store, celery, settings, gates)
         return JSONResponse(created.model_dump(), code)
 
     @router.get("", response_model=JobList, summary="your jobs, newest first (paged; filter by state)")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, create_model
 from sse_starlette import ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from gateway.services import relayed
+from gateway.services import ServiceGates, relayed
 from httpkit.errors import ServiceError
 from spotdiff.captions import LexiconRewriter, ModelRewriter, Rewriter, pairs_from_captions
 from spotdiff.clients import RewritingClient, ServiceCallError
@@ -161,6 +161,21 @@ async def with_pairs(
     pairs = [SubmittedPair.model_validate(pair.model_dump()) for pair in made[:pool]]
     drops = [drop.record(settings.profile) for drop in dropped] if pool is None else []
     return request.model_copy(update={"pairs": pairs}), drops
+
+
+async def create(
+    job_id: str,
+    sent: JobRequest,
+    owner: str,
+    store: JobStore,
+    celery: Celery,
+    settings: Settings,
+    gates: ServiceGates,
+) -> tuple[JobCreated, int]:
+    """A submission, POST or PUT: its pairs made (a model's rewrites here, on the event loop), then the job
+    created in the thread pool (`submit`)."""
+    made = await with_pairs(sent, settings, gates.clients.rewriting)
+    return await run_in_threadpool(submit, job_id, sent, made, owner, store, celery, settings)
 
 
 def submit(
