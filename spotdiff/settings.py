@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+AttnImplementation = Literal["sdpa", "eager", "flash_attention_2"]
 Profile = Literal["tiny", "reference"]  # each a data file in spotdiff/profiles/
 PROFILES: tuple[str, ...] = get_args(Profile)
 DEFAULT_PROFILE: Profile = "tiny"
@@ -77,6 +78,8 @@ class GenerationSettings(ServiceSettings):
     self_replace: float = Field(default=0.4, ge=0, le=1)
     max_steps: int = Field(default=200, ge=1)
     max_pixels: int = Field(default=2048 * 2048, ge=64 * 64)
+    vae_slicing: bool = Field(default=False, description="decode a batch's images one at a time (less memory)")
+    vae_tiling: bool = Field(default=False, description="decode each image in tiles (large images in less memory)")
 
 
 class SimilaritySettings(ServiceSettings):
@@ -117,6 +120,11 @@ class CaptioningSettings(ServiceSettings):
     model: str = "llava-hf/llava-v1.6-vicuna-7b-hf"
     max_batch_size: int = 8
     max_new_tokens_limit: int = Field(default=512, ge=1)
+    attn_implementation: AttnImplementation | None = Field(
+        default=None,
+        description="transformers' attention (flash_attention_2 needs its package); none: sdpa where "
+        "the model supports it",
+    )
 
 
 class RewritingSettings(ServiceSettings):
@@ -144,6 +152,9 @@ class RewritingSettings(ServiceSettings):
         default=None, ge=0, description="none: the model's generation_config, else transformers' 50; 0: no top-k"
     )
     max_new_tokens: int = Field(default=128, ge=1, le=4096)
+    attn_implementation: AttnImplementation | None = Field(
+        default=None, description="transformers' attention (flash_attention_2 needs its package); none: sdpa"
+    )
     max_batch_size: int = 16
     request_timeout_s: float = Field(default=120.0, gt=0, le=86400, description="one rewrite takes seconds")
 

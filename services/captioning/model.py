@@ -12,7 +12,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 from transformers.utils import logging as transformers_logging
 
-from services.captioning.jobs import CaptionJob
+from services.captioning.jobs import Caption, CaptionJob
 from services.kit.placement import dtype_name, resolve_device, resolve_dtype, revision_of
 from services.kit.runner import ModelInfo, ModelRunner, model_info
 from spotdiff.settings import CaptioningSettings
@@ -30,7 +30,10 @@ class CaptioningModel(ModelRunner):
     def load(self) -> None:
         self.processor = AutoProcessor.from_pretrained(self.settings.model)
         self.processor.tokenizer.padding_side = "left"
-        model = AutoModelForImageTextToText.from_pretrained(self.settings.model, dtype=self.dtype)
+        model = AutoModelForImageTextToText.from_pretrained(
+            self.settings.model, dtype=self.dtype, attn_implementation=self.settings.attn_implementation
+        )
+        self.image_token_id = getattr(self.processor, "image_token_id", None)
         self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers types .to oddly
         self.revision = revision_of(self.settings.model)
 
@@ -43,8 +46,8 @@ class CaptioningModel(ModelRunner):
         return text
 
     @torch.inference_mode()
-    def caption(self, jobs: list[CaptionJob]) -> list[tuple[str, int]]:
-        """Greedy answers for jobs that share ``max_new_tokens``: (text, number of new tokens) each."""
+    def caption(self, jobs: list[CaptionJob]) -> list[Caption]:
+        """Greedy answers for jobs that share ``max_new_tokens``."""
         inputs = self.processor(
             images=[job.image for job in jobs],
             text=[self.render_prompt(job.prompt) for job in jobs],
@@ -63,10 +66,11 @@ class CaptioningModel(ModelRunner):
         )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         answers = []
-        for row in new_tokens:
+        for prompt, row in zip(inputs["input_ids"], new_tokens, strict=True):
             generated = [int(token) for token in row if int(token) != tokenizer.pad_token_id]
             text = tokenizer.decode(generated, skip_special_tokens=True).strip()
-            answers.append((text, len(generated)))
+            image_tokens = 0 if self.image_token_id is None else int((prompt == self.image_token_id).sum())
+            answers.append(Caption(text, len(generated), image_tokens))
         return answers
 
     def info(self) -> ModelInfo:
@@ -80,5 +84,6 @@ class CaptioningModel(ModelRunner):
                 "architecture": type(self.model).__name__,
                 "processor": type(self.processor).__name__,
                 "max_new_tokens_limit": self.settings.max_new_tokens_limit,
+                "attn_implementation": self.model.config._attn_implementation,
             },
         )

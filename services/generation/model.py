@@ -83,6 +83,10 @@ class GenerationModel(ModelRunner):
         check_tokenizers(pipe)
         pipe.set_progress_bar_config(disable=True)
         pipe.unet.set_attn_processor(P2PAttnProcessor(self.slot))
+        if self.settings.vae_slicing:
+            pipe.vae.enable_slicing()
+        if self.settings.vae_tiling:
+            pipe.vae.enable_tiling()
         self.pipe = pipe.to(self.device)
 
     def warmup(self) -> None:
@@ -247,5 +251,10 @@ class GenerationModel(ModelRunner):
                     "self_replace": self.settings.self_replace,
                 },
                 "attention": "prompt-to-prompt, fused scaled_dot_product_attention",
+                "p2p_layers": sum(isinstance(p, P2PAttnProcessor) for p in self.pipe.unet.attn_processors.values()),
+                "transformer_blocks": sum(
+                    type(module).__name__ == "BasicTransformerBlock" for module in self.pipe.unet.modules()
+                ),
+                "vae": {"slicing": self.settings.vae_slicing, "tiling": self.settings.vae_tiling},
             },
         )

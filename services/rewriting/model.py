@@ -66,7 +66,9 @@ class RewritingModel(ModelRunner):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:  # Llama and Vicuna ship none
             self.tokenizer.pad_token = self.tokenizer.unk_token or self.tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(self.settings.model, dtype=self.dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.settings.model, dtype=self.dtype, attn_implementation=self.settings.attn_implementation
+        )
         self.model = model.to(self.device).eval()  # type: ignore[arg-type]  # transformers types .to oddly
         self.revision = revision_of(self.settings.model)
         template = self.settings.template
