@@ -85,8 +85,10 @@ class RegionsModel(ModelRunner):
         return self._generators[options]
 
     def warmup(self) -> None:
+        """Both paths once, cheaply: a 2x2-point automatic pass (one image embedding, not the 32x32 grid's
+        minutes on a CPU) and one box prompt."""
         image = Image.new("RGB", (64, 64), (90, 140, 60))
-        self.propose([ProposeJob(image, AmgOptions(), False)])
+        self.propose([ProposeJob(image, AmgOptions(points_per_side=2), False)])
         self.prompted([PromptedJob(image, [Prompt(box=Box(x1=8, y1=8, x2=40, y2=40))], True, False)])
 
     @torch.inference_mode()
