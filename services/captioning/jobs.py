@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from PIL import Image
 
@@ -14,3 +15,12 @@ class CaptionJob:
     image: Image.Image
     prompt: str
     max_new_tokens: int
+
+
+class Caption(NamedTuple):
+    """One answer: its text, the new tokens it took, and the prompt positions its image took (LLaVA-NeXT's anyres
+    tiles make that depend on the image's size)."""
+
+    text: str
+    tokens: int
+    image_tokens: int

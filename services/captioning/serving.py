@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
-from services.captioning.jobs import CaptionJob
+from services.captioning.jobs import Caption, CaptionJob
 from services.kit import Call, ServiceError, Serving
 from services.kit.codec import decode_image
 from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 
 class CaptioningServing(
-    Serving[CaptioningSettings, "CaptioningModel", CaptionRequest, CaptionJob, tuple[str, int], CaptionResponse]
+    Serving[CaptioningSettings, "CaptioningModel", CaptionRequest, CaptionJob, Caption, CaptionResponse]
 ):
-    """Prompts with equal ``max_new_tokens`` share one ``generate`` call; the result is (text, new tokens)."""
+    """Prompts with equal ``max_new_tokens`` share one ``generate`` call; the result is a ``Caption``."""
 
     op = "captions"
 
@@ -42,9 +42,10 @@ class CaptioningServing(
     def batch_key(self, item: CaptionJob) -> Hashable:
         return item.max_new_tokens
 
-    def predict(self, runner: CaptioningModel, items: list[CaptionJob]) -> list[tuple[str, int]]:
+    def predict(self, runner: CaptioningModel, items: list[CaptionJob]) -> list[Caption]:
         return runner.caption(items)
 
-    def encode(self, result: tuple[str, int], item: CaptionJob, call: Call[CaptioningSettings]) -> CaptionResponse:
-        text, tokens = result
-        return CaptionResponse(text=text, tokens=tokens, model_id=call.settings.model)
+    def encode(self, result: Caption, item: CaptionJob, call: Call[CaptioningSettings]) -> CaptionResponse:
+        return CaptionResponse(
+            text=result.text, tokens=result.tokens, image_tokens=result.image_tokens, model_id=call.settings.model
+        )

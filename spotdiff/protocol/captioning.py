@@ -16,4 +16,7 @@ class CaptionRequest(BaseModel):
 class CaptionResponse(BaseModel):
     text: str
     tokens: int = Field(description="new tokens generated")
+    image_tokens: int = Field(
+        default=0, description="prompt positions the image took (LLaVA-NeXT: the base tile, the anyres tiles, newlines)"
+    )
     model_id: str
