@@ -353,6 +353,24 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_full_size(args: argparse.Namespace) -> int:
+    from services.full_size import build_all
+    from spotdiff.weights import load_manifest, service_environment
+
+    out = Path(args.out)
+    try:
+        written = build_all(out, seed=args.seed, only=tuple(args.only))
+    except LookupError as exc:
+        print(f"models full-size: {exc}", file=sys.stderr)
+        return 2
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    print("point the services at it with SPOTDIFF_PROFILE=reference and:")
+    for key, value in service_environment(load_manifest("reference"), str(out.resolve())).items():
+        print(f"{key}={value}")
+    return 0
+
+
 def cmd_models_fetch(args: argparse.Namespace) -> int:
     """Download a profile's weights; the network only when the user says so (everything else here is offline)."""
     from spotdiff.weights import load_manifest, load_manifest_file, service_environment
@@ -498,6 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", help="where to build them (default: SPOTDIFF_TINY_DIR, where every command looks)")
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     tiny.set_defaults(func=cmd_models_tiny)
+    full = model_commands.add_parser(
+        "full-size",
+        help="build every reference model at its real size with random weights, laid out as `fetch` lays out "
+        "the real ones (about 20 GB; for benchmarks and the full-size tests, never for data)",
+    )
+    full.add_argument("--out", required=True, help="the models directory")
+    full.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    full.add_argument("--only", nargs="+", default=[], help="these sources of the manifest only (default: all)")
+    full.set_defaults(func=cmd_models_full_size)
     fetch = model_commands.add_parser(
         "fetch", help="download a profile's weights, each file checked against the hub's hash; writes a lock"
     )

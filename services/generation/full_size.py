@@ -74,3 +74,13 @@ def build_random_sdxl(device: str = "cpu", dtype: torch.dtype = torch.float32) -
         scheduler=sdxl_scheduler(),  # type: ignore[arg-type]  # diffusers hints an enum of scheduler names here
         add_watermarker=False,
     )
+
+
+def build(out_dir: Path, seed: int = 0) -> Path:
+    """Write a seeded random-weight SDXL base into ``out_dir`` as the hub lays it out (float32 safetensors,
+    ``model_index.json``, both tokenizers, the scheduler): what the generation service loads the real one from."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        pipe = build_random_sdxl()
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
