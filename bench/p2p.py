@@ -16,8 +16,12 @@ import argparse
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from spotdiff.settings import Settings
+
+if TYPE_CHECKING:
+    from services.generation.model import GenerationModel
 
 PROMPTS = ("a photo of a dog on the grass", "a photo of a cat on the grass")
 
@@ -33,6 +37,51 @@ def best_of(repeats: int, run: Callable[[], object], sync: Callable[[], None]) -
     return min(times)
 
 
+def measure(model: GenerationModel, size: int, steps: int, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds of one pair: plain SDXL (edit none), spotdiff's P2P, the reference-style
+    processor; the model's own processor is put back afterwards."""
+    import torch
+
+    from bench.p2p_reference import ReferenceStyleProcessor
+    from services.generation.jobs import PairJob
+    from services.generation.p2p import P2PAttnProcessor
+    from spotdiff.protocol.generation import Edit, GenerationParams
+
+    assert model.pipe is not None
+    sync = torch.cuda.synchronize if model.device.startswith("cuda") else (lambda: None)
+
+    def params(edit: Edit) -> GenerationParams:
+        return GenerationParams(
+            height=size,
+            width=size,
+            num_inference_steps=steps,
+            guidance_scale=7.5,
+            edit=edit,
+            cross_replace=1.0,
+            cross_replace_words={},
+            self_replace=0.4,
+        )
+
+    def pair(edit: Edit) -> Callable[[], object]:
+        return lambda: model.generate([PairJob(*PROMPTS, 0, params(edit))])
+
+    pair("refine")()  # warm-up at this size
+    plain = best_of(repeats, pair("none"), sync)
+    fused = best_of(repeats, pair("refine"), sync)
+    reference = ReferenceStyleProcessor(model.slot, store_maps=True)
+    model.pipe.unet.set_attn_processor(reference)
+
+    def literal_pair() -> None:
+        reference.maps.clear()
+        pair("refine")()
+
+    try:
+        literal = best_of(repeats, literal_pair, sync)
+    finally:
+        model.pipe.unet.set_attn_processor(P2PAttnProcessor(model.slot))
+    return {"plain_s": plain, "p2p_s": fused, "reference_style_s": literal}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512)
@@ -44,14 +93,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    import torch
-
-    from bench.p2p_reference import ReferenceStyleProcessor
-    from services.generation.jobs import PairJob
     from services.generation.model import GenerationModel
-    from services.generation.p2p import P2PAttnProcessor
     from spotdiff.cli import ensure_tiny_models
-    from spotdiff.protocol.generation import GenerationParams
 
     settings = Settings(profile="tiny")
     generation = settings.generation.model_copy(update={"device": args.device, "dtype": args.dtype})
@@ -64,30 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         ensure_tiny_models(settings)
         model.load()
     assert model.pipe is not None
-    sync = torch.cuda.synchronize if model.device.startswith("cuda") else (lambda: None)
-
-    def params(edit: str) -> GenerationParams:
-        return GenerationParams(
-            height=args.size,
-            width=args.size,
-            num_inference_steps=args.steps,
-            guidance_scale=7.5,
-            edit=edit,
-            cross_replace=1.0,
-            cross_replace_words={},
-            self_replace=0.4,
-        )
-
-    def pair(edit: str) -> Callable[[], object]:
-        return lambda: model.generate([PairJob(*PROMPTS, 0, params(edit))])
-
-    pair("refine")()  # warm-up
-    plain = best_of(args.repeats, pair("none"), sync)
-    fused = best_of(args.repeats, pair("refine"), sync)
-    reference = ReferenceStyleProcessor(model.slot, store_maps=True)
-    model.pipe.unet.set_attn_processor(reference)
-    literal = best_of(args.repeats, lambda: (reference.maps.clear(), pair("refine")()), sync)
-    model.pipe.unet.set_attn_processor(P2PAttnProcessor(model.slot))
+    times = measure(model, args.size, args.steps, args.repeats)
+    plain, fused, literal = times["plain_s"], times["p2p_s"], times["reference_style_s"]
     where = f"{'full-size' if args.full_size else 'tiny'} SDXL, {args.size}², {args.steps} steps, CFG, {model.device}"
     print(
         f"p2p[{where}, {model.dtype}]: plain pair {plain:.2f}s, spotdiff P2P {fused:.2f}s, reference-style "
