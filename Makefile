@@ -6,13 +6,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 # the tiny checkpoints where the bare `spotdiff` command looks too (spotdiff.settings.default_tiny_dir)
 TINY_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spotdiff/tiny
+# every reference model at full size with random weights (about 21 GB), for test-full and bench-gpu
+FULL_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/spotdiff/full
 OUT ?= out/run
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export SPOTDIFF_TINY_DIR := $(TINY_DIR)
+export SPOTDIFF_FULL_DIR := $(FULL_DIR)
 
-.PHONY: run test bench bench-scale lint models venv chromium checkov compose-test clean
+.PHONY: run test test-full bench bench-scale bench-gpu lint models full-size-models venv chromium checkov compose-test clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +29,11 @@ $(TINY_DIR)/COMPLETE: $(STAMP)
 	$(BIN)/spotdiff models tiny --out $(TINY_DIR)
 
 models: $(TINY_DIR)/COMPLETE
+
+$(FULL_DIR)/COMPLETE: | $(STAMP)
+	$(BIN)/spotdiff models full-size --out $(FULL_DIR)
+
+full-size-models: $(FULL_DIR)/COMPLETE
 
 run: models
 	$(BIN)/spotdiff run examples/caption_pairs.jsonl --out $(OUT) --profile tiny
@@ -48,12 +56,20 @@ checkov: $(CHECKOV)
 test: models chromium checkov
 	$(BIN)/python -m pytest
 
+# the reference profile on full-size random weights, each service a real process (opt-in; about 15 minutes here)
+test-full: full-size-models
+	$(BIN)/python -m pytest -m slow tests/full
+
 # the CPU stack in Docker for real: build, start, one job, its LLaVA export, down (4-8 minutes here)
 compose-test: venv
 	$(BIN)/python docker/compose_test.py
 
 bench: models
 	$(BIN)/python -m bench
+
+# one GPU, full-size models, fp16: P2P overhead, throughput, memory, a co-located pair, readiness (15 minutes)
+bench-gpu: full-size-models
+	$(BIN)/python -m bench.gpu
 
 # one job of 10,000 pairs through the gateway, Celery and Redis (stand-in services; about 15 minutes here)
 bench-scale: venv
