@@ -54,6 +54,7 @@ def build_all(models_dir: Path, seed: int = 0, only: tuple[str, ...] = ()) -> di
             if target.exists():
                 shutil.rmtree(target)
             target.parent.mkdir(parents=True, exist_ok=True)
+            staging.chmod(0o755)  # mkdtemp's 0700 would hide it from a service running as another user
             staging.rename(target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
