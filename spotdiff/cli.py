@@ -362,7 +362,7 @@ def cmd_models_full_size(args: argparse.Namespace) -> int:
         written = build_all(out, seed=args.seed, only=tuple(args.only))
     except LookupError as exc:
         print(f"models full-size: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     for name, path in written.items():
         print(f"{name}: {path}")
     print("point the services at it with SPOTDIFF_PROFILE=reference and:")

@@ -117,3 +117,9 @@ def test_serve_without_redis_says_so_before_starting_anything(tmp_path: Path) ->
     result = spotdiff_cli("serve", tmp_path=tmp_path, SPOTDIFF_REDIS_URL="redis://127.0.0.1:1/0")
     one_clear_line(result, EXIT_MISSING, "redis://127.0.0.1:1/0", "SPOTDIFF_REDIS_URL")
     assert not (tmp_path / "tiny").exists()
+
+
+def test_full_size_models_refuse_an_unknown_source_before_writing(tmp_path: Path) -> None:
+    result = spotdiff_cli("models", "full-size", "--out", "full", "--only", "sdxl-bas", tmp_path=tmp_path)
+    one_clear_line(result, EXIT_BAD_INPUT, "models full-size:", "sdxl-bas")
+    assert not (tmp_path / "full").exists()
