@@ -173,7 +173,12 @@ async def create(
     gates: ServiceGates,
 ) -> tuple[JobCreated, int]:
     """A submission, POST or PUT: its pairs made (a model's rewrites here, on the event loop), then the job
-    created in the thread pool (`submit`)."""
+    created in the thread pool (`submit`). A PUT of captions to an id already taken is answered first, so the
+    same body again costs no rewrites and is the same job even while the rewriting service is away."""
+    if sent.captions:
+        held = await run_in_threadpool(store.holder, job_id)
+        if held is not None:
+            return await run_in_threadpool(_existing, store, job_id, Claim(owner, sent.fingerprint()), held)
     made = await with_pairs(sent, settings, gates.clients.rewriting)
     return await run_in_threadpool(submit, job_id, sent, made, owner, store, celery, settings)
 

@@ -158,6 +158,15 @@ class JobStore:
                 return Claim.decode(held)
         raise redis.exceptions.ConnectionError("the job id's claim kept changing hands")
 
+    def holder(self, job_id: str) -> Claim | None:
+        """Who holds or created the id, read only (None when it is free): lets a submission that is the same
+        job again be answered before any work is spent on making its pairs. ``claim`` still decides a race."""
+        held = self.redis.get(self.key(job_id, "claim"))
+        if held is not None:
+            return Claim.decode(held)
+        manifest = self.manifest(job_id)
+        return None if manifest is None else Claim(manifest.owner, manifest.fingerprint)
+
     def unclaim(self, job_id: str) -> None:
         self.redis.delete(self.key(job_id, "claim"))
 

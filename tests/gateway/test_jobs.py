@@ -511,7 +511,7 @@ async def test_a_job_of_captions_rewritten_by_the_language_model(stack: dict) ->
         rewriter="model",
         redis_url=REDIS_URL,
         storage_url=str(stack["storage"]),
-        gateway={"api_keys": [hash_key(KEYS["alice"])]},
+        gateway={"api_keys": [hash_key(KEYS["alice"]), hash_key(KEYS["bob"])]},
         worker={"service_urls": {**stack["urls"], "rewriting": f"http://127.0.0.1:{rewriter.port}"}},
     )
     try:
@@ -534,3 +534,10 @@ async def test_a_job_of_captions_rewritten_by_the_language_model(stack: dict) ->
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as gateway:
         refused = await gateway.post("/v1/jobs", json={"captions": ["A dog on a sofa"]}, headers=auth("alice"))
         assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
+        # but the same body again to its id is the same job, answered before any rewrite is asked for
+        again = await gateway.put("/v1/jobs/by-the-model", json=body, headers=auth("alice"))
+        assert again.status_code == 200 and again.json()["total"] == 2, again.text
+        other = await gateway.put("/v1/jobs/by-the-model", json={"captions": ["A cow"]}, headers=auth("alice"))
+        assert other.status_code == 409, other.text
+        theirs = await gateway.put("/v1/jobs/by-the-model", json=body, headers=auth("bob"))
+        assert theirs.status_code == 403, theirs.text
