@@ -39,6 +39,7 @@ import httpx
 from PIL import Image, ImageDraw
 
 from spotdiff.clients import ServiceClient, ServiceClients
+from spotdiff.imgdiff.render import png_bytes, side_by_side
 from spotdiff.protocol import CaptionPair
 from spotdiff.protocol.captioning import CaptionRequest
 from spotdiff.protocol.generation import PairRequest
@@ -138,9 +139,7 @@ def scene(size: int, colour: tuple[int, int, int]) -> Image.Image:
 
 
 def b64png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 async def timed(work: Callable[[], Awaitable[object]]) -> float:
@@ -243,11 +242,10 @@ class Bench:
         ]
 
     async def throughput(self) -> None:
-        """Items per second at batch 1 and at the service's batch limit (one similarity request of that many
-        score pairs, since its batching is within a request)."""
+        """Items per second at batch 1 and at the service's batch limit (for similarity: one request of that many
+        score pairs, since it batches within a request)."""
         for name in SERVICES:
-            block = self.settings.service(name)
-            sizes = sorted({1, block.max_batch_size if name != "similarity" else 64})
+            sizes = sorted({1, self.settings.service(name).max_batch_size})
             rows = {}
             for batch in sizes:
                 calls = self.requests(name, batch)
@@ -303,11 +301,16 @@ class Bench:
             for unit in units:
                 await clients.similarity.cosine(CosineRequest(images=images, pairs=[unit]))
         scoring = time.perf_counter() - started
+        decoded = [Image.open(io.BytesIO(base64.b64decode(image))) for image in images.values()]
+        both = b64png(side_by_side(*decoded))
         started = time.perf_counter()
-        for index in range(2 * pipeline.max_labelled_regions + 1):  # two labels per region, one difference caption
-            tokens = pipeline.label_max_new_tokens if index else pipeline.caption_max_new_tokens
-            ask = CaptionRequest(image=pair.source_image, prompt="Describe the object.", max_new_tokens=tokens)
+        for _ in range(2 * pipeline.max_labelled_regions):  # a label of each region in each image, one at a time
+            ask = CaptionRequest(
+                image=pair.source_image, prompt="Describe the object.", max_new_tokens=pipeline.label_max_new_tokens
+            )
             await clients.captioning.caption(ask)
+        ask = CaptionRequest(image=both, prompt="What differs?", max_new_tokens=pipeline.caption_max_new_tokens)
+        await clients.captioning.caption(ask)
         captions = time.perf_counter() - started
         return {"generate": generate, "regions": regions, "scoring": scoring, "captioning": captions}
 

@@ -24,8 +24,7 @@ def test_the_dry_run_measures_every_figure_the_gpu_run_reports(
     for name in SERVICE_NAMES:
         assert results["readiness"][name]["ready_s"] > 0
         rows = results["throughput"][name]
-        limit = 64 if name == "similarity" else settings.service(name).max_batch_size
-        assert set(rows) == {"1", str(limit)}
+        assert set(rows) == {"1", str(settings.service(name).max_batch_size)}
         assert all(row["items_per_s"] > 0 and row["peak_mib"] > 0 for row in rows.values())
     p2p = results["p2p"]
     assert all(p2p[key] > 0 for key in ("plain_s", "p2p_s", "reference_style_s"))
