@@ -11,11 +11,11 @@ from transformers import (
     CLIPVisionConfig,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
-    LlavaNextImageProcessor,
     LlavaNextProcessor,
 )
 
-from services.captioning.tiny import IMAGE, VICUNA_CHAT_TEMPLATE, build_tokenizer
+from services.captioning import tiny
+from services.captioning.tiny import IMAGE
 from services.kit.checkpoints import save_pretrained
 from services.rewriting.full_size import LAYERS, vicuna_7b_config
 
@@ -26,22 +26,7 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
 def build_processor() -> LlavaNextProcessor:
-    image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_grid_pinpoints=PINPOINTS,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    )
-    return LlavaNextProcessor(
-        image_processor=image_processor,
-        tokenizer=build_tokenizer(),
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=VICUNA_CHAT_TEMPLATE,
-        image_token=IMAGE,
-    )
+    return tiny.build_processor(IMAGE_SIZE, PINPOINTS, PATCH_SIZE, image_mean=CLIP_MEAN, image_std=CLIP_STD)
 
 
 def llava_next_config(image_token: int, layers: int = LAYERS) -> LlavaNextConfig:

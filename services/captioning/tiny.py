@@ -124,17 +124,24 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def build_processor() -> LlavaNextProcessor:
-    """LLaVA-NeXT processor: anyres tiling at 64 px, CLS-token bookkeeping as in llava-v1.6."""
+def build_processor(
+    image_size: int = IMAGE_SIZE,
+    pinpoints: list[list[int]] = IMAGE_GRID_PINPOINTS,
+    patch_size: int = PATCH_SIZE,
+    **image_options: Any,
+) -> LlavaNextProcessor:
+    """LLaVA-NeXT processor: anyres tiling (at 64 px by default), CLS-token bookkeeping as in llava-v1.6, the
+    word-level tokenizer; the full-size build passes llava-v1.6's own sizes and normalisation."""
     image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_grid_pinpoints=IMAGE_GRID_PINPOINTS,
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_grid_pinpoints=pinpoints,
+        **image_options,
     )
     return LlavaNextProcessor(
         image_processor=image_processor,
         tokenizer=build_tokenizer(),
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # the CLIP vision tower's CLS token, dropped by "default"
         chat_template=VICUNA_CHAT_TEMPLATE,
