@@ -66,6 +66,21 @@ def test_the_real_weights_settings_parse(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.pipeline.pair_cosine_max == 0.98
 
 
+def test_the_real_weights_block_points_where_the_fetch_puts_the_files() -> None:
+    """Every model path of the README's block is the one `spotdiff models fetch --out /models` writes, so the
+    block runs as written against a fetched directory (`make test-full` runs it on full-size random weights)."""
+    from spotdiff.weights import load_manifest, service_environment
+
+    (block,) = [e for e in examples() if e.kind == "shell" and "SPOTDIFF_PROFILE=reference" in e.code]
+    written = dict(
+        assignment.partition("=")[::2]
+        for line in block.code.splitlines()
+        for assignment in line.removeprefix("export ").split()
+    )
+    fetched = service_environment(load_manifest("reference"), "/models")
+    assert {key: written.get(key) for key in fetched} == fetched
+
+
 @pytest.mark.parametrize(
     "example",
     [e for e in examples() if e.kind == "shell" and "SPOTDIFF_PROFILE=reference" not in e.code],
