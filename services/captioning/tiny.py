@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import processors
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
@@ -23,7 +22,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from services.kit.checkpoints import save_pretrained, word_level_backend
+from services.kit.checkpoints import save_pretrained, word_level_backend, word_level_lm_tokenizer
 
 UNK, BOS, EOS, PAD, IMAGE = "<unk>", "<s>", "</s>", "<pad>", "<image>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, PAD, IMAGE)  # ids 0..4, Llama's order for the first three
@@ -106,20 +105,14 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     Lower-cases, splits on whitespace, isolates each punctuation mark and each digit (so numbers like
     "0.12" in region prompts stay in-vocabulary), prepends <s>, and decodes by joining with spaces.
     """
-    tokens = vocabulary()
-    backend = word_level_backend(tokens, UNK)
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tokens.index(BOS))]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
+    return word_level_lm_tokenizer(
+        vocabulary(),
+        unk=UNK,
+        bos=BOS,
+        eos=EOS,
         pad_token=PAD,
         extra_special_tokens={"image_token": IMAGE},  # LlavaNextProcessor expands it to the image features
         padding_side="left",  # decoder-only batched generation
-        clean_up_tokenization_spaces=False,
         model_max_length=2048,
     )
 

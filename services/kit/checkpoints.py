@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 
 def save_pretrained(model: Any, processor: Any, out_dir: Path) -> Path:
@@ -33,3 +36,25 @@ def word_level_backend(tokens: Sequence[str], unk: str) -> Tokenizer:
     )
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # join with single spaces, nothing else
     return backend
+
+
+def word_level_lm_tokenizer(
+    tokens: Sequence[str], *, unk: str, bos: str, eos: str, **options: Any
+) -> PreTrainedTokenizerFast:
+    """The tokenizer of a tiny decoder-only language model: ``word_level_backend`` with ``bos`` prepended to every
+    text, as Llama's tokenizer does; ``options`` (padding side, pad and extra special tokens, maximum length) go
+    to transformers' fast tokenizer as they would from a real checkpoint's tokenizer_config.json."""
+    from transformers import PreTrainedTokenizerFast
+
+    backend = word_level_backend(tokens, unk)
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, list(tokens).index(bos))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=bos,
+        eos_token=eos,
+        unk_token=unk,
+        clean_up_tokenization_spaces=False,
+        **options,
+    )

@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from services.kit.checkpoints import save_pretrained, word_level_backend
+from services.kit.checkpoints import save_pretrained, word_level_backend, word_level_lm_tokenizer
 from spotdiff.imgdiff.rewrite import DJ_TASK, ORIG_TASK, VICUNA_SYSTEM, lexicon, user_message
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"  # ids 0..2, Llama's order
@@ -38,19 +37,8 @@ def vocabulary() -> list[str]:
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    tokens = vocabulary()
-    backend = word_level_backend(tokens, UNK)
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tokens.index(BOS))]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
-        clean_up_tokenization_spaces=False,
-        model_max_length=4096,
-    )
+    """Vicuna's shape: <s> prepended, no pad token and no chat template (the service supplies both)."""
+    return word_level_lm_tokenizer(vocabulary(), unk=UNK, bos=BOS, eos=EOS, model_max_length=4096)
 
 
 def build_model_and_tokenizer(seed: int = 0) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
