@@ -60,8 +60,10 @@ test: models chromium checkov
 test-full: full-size-models
 	$(BIN)/python -m pytest -m slow tests/full
 
-# the CPU stack in Docker for real: build, start, one job, its LLaVA export, down (4-8 minutes here)
+# the CPU stack in Docker for real: build, then under each Compose found (v2, fetched by docker/compose-v2.sh
+# where no plugin answers, and 1.29): start, one job, its LLaVA export, down (6-10 minutes here)
 compose-test: venv
+	[ -n "$$SPOTDIFF_COMPOSE" ] || docker compose version >/dev/null 2>&1 || docker/compose-v2.sh >/dev/null
 	$(BIN)/python docker/compose_test.py
 
 bench: models

@@ -3,9 +3,13 @@ examples/job.json through the gateway, download its LLaVA export and open every 
 
     python docker/compose_test.py            # make compose-test
 
-Needs a Docker engine and Compose (v2's ``docker compose`` or 1.29's ``docker-compose``). The images install
-from a wheelhouse the host's pip fills (so a build needs no registry and no TLS inside the build), on the base
-image ``docker/base-image.sh`` finds or makes. Each phase's seconds go to out/compose-test.json.
+Needs a Docker engine and Compose. The images are built once; then the stack runs under every Compose found, so
+the files are proven on both lines they support: v2 (the ``docker compose`` plugin, or the binary
+``docker/compose-v2.sh`` puts in .cache/compose-v2) and 1.29 (Debian bookworm's ``docker-compose``).
+``SPOTDIFF_COMPOSE`` names the commands instead, comma-separated (``"docker compose,docker-compose"``). The
+images install from a wheelhouse the host's pip fills (so a build needs no registry and no TLS inside the
+build), on the base image ``docker/base-image.sh`` finds or makes. Each phase's seconds go to
+out/compose-test.json.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import http.server
 import io
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -44,12 +49,33 @@ def say(message: str) -> None:
     print(f"[compose-test] {message}", flush=True)
 
 
-def compose_command() -> list[str]:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    raise SystemExit("no Compose: install the docker compose plugin (v2) or Debian's docker-compose (1.29)")
+def compose_version(command: list[str]) -> str | None:
+    """The version line a Compose prints, None where the command is not a working Compose."""
+    try:
+        out = subprocess.run([*command, "version"], capture_output=True, text=True, timeout=60)
+    except OSError:
+        return None
+    return out.stdout.splitlines()[0].strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def compose_commands() -> list[tuple[list[str], str]]:
+    """Every Compose to run the stack under, with its version: SPOTDIFF_COMPOSE's, else each one found, v2 first."""
+    named = os.environ.get("SPOTDIFF_COMPOSE")
+    if named:
+        candidates = [shlex.split(command) for command in named.split(",") if command.strip()]
+    else:
+        candidates = [["docker", "compose"], [str(ROOT / ".cache" / "compose-v2" / "docker-compose")]]
+        candidates += [[found] for found in [shutil.which("docker-compose")] if found]
+    found: dict[str, list[str]] = {}
+    for command in candidates:
+        version = compose_version(command)
+        if version is None and named:
+            raise SystemExit(f"SPOTDIFF_COMPOSE names {shlex.join(command)!r}, which is not a working Compose")
+        if version is not None and version not in found:  # the plugin and its binary are the same Compose
+            found[version] = command
+    if not found:
+        raise SystemExit("no Compose: docker/compose-v2.sh (v2) or Debian's docker-compose (1.29)")
+    return [(command, version) for version, command in found.items()]
 
 
 def requirements() -> list[str]:
@@ -164,30 +190,40 @@ def check_llava_export(gateway: str, job_id: str) -> int:
     return len(entries)
 
 
-def main() -> int:
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        print("no Docker engine answers (start dockerd, or point DOCKER_HOST at one)", file=sys.stderr)
-        return 3
-    compose = compose_command()
-    version = subprocess.run([*compose, "version"], capture_output=True, text=True).stdout.splitlines()[0]
-    times: dict[str, object] = {"compose": version}
-    start = time.monotonic()
+class Laps:
+    """Seconds per phase, said as they pass and kept for out/compose-test.json."""
 
-    def lap(phase: str, since: float) -> float:
+    def __init__(self, into: dict[str, object]) -> None:
+        self.into = into
+        self.mark = time.monotonic()
+
+    def lap(self, phase: str) -> None:
         now = time.monotonic()
-        times[phase] = round(now - since, 1)
-        say(f"{phase}: {now - since:.0f} s")
-        return now
+        self.into[phase] = round(now - self.mark, 1)
+        say(f"{phase}: {now - self.mark:.0f} s")
+        self.mark = now
 
-    wheelhouse = ROOT / ".cache" / "wheelhouse"
-    fill_wheelhouse(wheelhouse)
-    mark = lap("wheelhouse_s", start)
-    with served(wheelhouse) as url:
-        redis_image = build_images(url)
-    mark = lap("build_s", mark)
+
+OVERRIDES = ["docker-compose.cpu.yml", "docker-compose.gpu.yml", "docker-compose.one-gpu.yml"]
+
+
+def check_files(compose: list[str]) -> None:
+    """Every override with the base, and the base with the models-fetch profile, as this Compose reads them
+    (the GPU shapes cannot run here, but each Compose must accept them)."""
+    shapes = [["-f", "docker-compose.yml", "-f", override] for override in OVERRIDES]
+    shapes.append(["-f", "docker-compose.yml", "--profile", "fetch"])
+    for shape in shapes:
+        check = subprocess.run([*compose, "-p", PROJECT, *shape, "config", "-q"], cwd=ROOT, capture_output=True)
+        if check.returncode != 0:
+            raise SystemExit(f"{shlex.join(compose)} rejects {shlex.join(shape)}: {check.stderr.decode()}")
+
+
+def run_stack(compose: list[str], redis_image: str, laps: Laps) -> dict[str, object]:
+    """One Compose: `up`, every health check, the job through the gateway, its LLaVA export checked, `down -v`."""
     port = free_port()
     env = {**os.environ, "SPOTDIFF_REDIS_IMAGE": redis_image, "SPOTDIFF_PORT": str(port)}
     gateway = f"http://127.0.0.1:{port}"
+    outcome: dict[str, object] = {}
     try:
         # `up` waits for the dependencies' health checks itself (Compose 1.29 fails it on an unhealthy one)
         up = subprocess.run([*compose, "-p", PROJECT, *FILES, "up", "-d", "--no-build"], cwd=ROOT, env=env)
@@ -195,19 +231,48 @@ def main() -> int:
             subprocess.run([*compose, "-p", PROJECT, *FILES, "logs", "--tail", "40"], cwd=ROOT, env=env)
             raise SystemExit("the stack did not start")
         wait_healthy(compose, env)
-        mark = lap("healthy_s", mark)
+        laps.lap("healthy_s")
         job_id, status = run_job(gateway)
-        mark = lap("job_s", mark)
+        laps.lap("job_s")
         say(f"job {job_id}: {status['state']}, {status['accepted']} accepted of {status['total']}")
         if status["state"] != "done" or not status["accepted"]:
             raise SystemExit(f"the job did not end with samples: {status}")
         samples = check_llava_export(gateway, job_id)
-        mark = lap("export_s", mark)
-        times.update(job=status["state"], accepted=status["accepted"], llava_samples=samples)
+        laps.lap("export_s")
+        outcome.update(job=status["state"], accepted=status["accepted"], llava_samples=samples)
     finally:
         subprocess.run([*compose, "-p", PROJECT, *FILES, "down", "-v", "--timeout", "30"], cwd=ROOT, env=env)
-        lap("down_s", mark)
-        lap("total_s", start)
+        laps.lap("down_s")
+    return outcome
+
+
+def main() -> int:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        print("no Docker engine answers (start dockerd, or point DOCKER_HOST at one)", file=sys.stderr)
+        return 3
+    composes = compose_commands()
+    say("composes: " + "; ".join(f"{shlex.join(command)} ({version})" for command, version in composes))
+    times: dict[str, object] = {}
+    runs: dict[str, dict[str, object]] = {}
+    start = time.monotonic()
+    laps = Laps(times)
+    try:
+        wheelhouse = ROOT / ".cache" / "wheelhouse"
+        fill_wheelhouse(wheelhouse)
+        laps.lap("wheelhouse_s")
+        with served(wheelhouse) as url:
+            redis_image = build_images(url)
+        laps.lap("build_s")
+        for command, version in composes:
+            say(f"the stack under {version}")
+            check_files(command)
+            run: dict[str, object] = {"command": shlex.join(command)}
+            runs[version] = run
+            laps.into = run
+            run.update(run_stack(command, redis_image, laps))
+    finally:
+        times["total_s"] = round(time.monotonic() - start, 1)
+        times["runs"] = runs
         (ROOT / "out").mkdir(exist_ok=True)
         (ROOT / "out" / "compose-test.json").write_text(json.dumps(times, indent=2) + "\n")
     say(f"passed in {times['total_s']} s: {json.dumps(times)}")
