@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.services import ServiceGates, relayed
 from httpkit.errors import ServiceError
-from spotdiff.captions import LexiconRewriter, ModelRewriter, Rewriter, pairs_from_captions
+from spotdiff.captions import LexiconRewriter, ModelRewriter, Rewriter, pairs_from_captions, unpaired
 from spotdiff.clients import RewritingClient, ServiceCallError
 from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions, ExportUnavailable
 from spotdiff.gallery import search_text
@@ -129,9 +129,9 @@ async def with_pairs(
     the rejection records of the rewrites that gave none; a request of pairs as it is.
 
     With ``variation: rewrite`` the pairs are the job's whole budget of rewrites, every caption's first before
-    any second, which its rounds then draw in turn (its drops are not kept: the pool is what a budget may draw
-    from, not pairs the job owes). Pairs and captions together, or captions that give no pair, are a 422; a
-    rewriting service out of reach is a 503."""
+    any second, which its rounds then draw in turn; of its drops only a caption that gave no pair at all is kept
+    (one record, its first reason), since the pool is what a budget may draw from, not pairs the job owes. Pairs
+    and captions together, or captions that give no pair, are a 422; a rewriting service out of reach is a 503."""
     if not request.captions:
         return request, []
     max_pairs = settings.gateway.max_pairs_per_job
@@ -159,7 +159,8 @@ async def with_pairs(
         reasons = sorted({f"caption {drop.line}: {drop.reason}" for drop in dropped})
         raise ServiceError(422, "no_pairs", "no caption gave a caption pair", details=reasons)
     pairs = [SubmittedPair.model_validate(pair.model_dump()) for pair in made[:pool]]
-    drops = [drop.record(settings.profile) for drop in dropped] if pool is None else []
+    kept = dropped if pool is None else unpaired(dropped, made[:pool])
+    drops = [drop.record(settings.profile) for drop in kept]
     return request.model_copy(update={"pairs": pairs}), drops
 
 

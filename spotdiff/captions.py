@@ -37,6 +37,17 @@ def estimated_tokens(text: str) -> int:
     return len(_TOKENS.findall(text)) + 2
 
 
+def rewrite_pair_id(line: int, number: int) -> str:
+    """The id of a caption's ``number``-th rewrite, pair or drop: ``l<line>-r<number>``."""
+    return f"l{line}-r{number}"
+
+
+def caption_line(pair_id: str) -> int | None:
+    """The caption line a ``rewrite_pair_id`` names; None for an id of another kind."""
+    match = re.fullmatch(r"l(0|[1-9][0-9]*)-r(0|[1-9][0-9]*)", pair_id)
+    return int(match.group(1)) if match else None
+
+
 @dataclass(frozen=True)
 class Proposal:
     """What a rewriter made of one caption and seed: the rewrite, or none and why; and what it replaced."""
@@ -112,7 +123,7 @@ class Dropped:
 
     @property
     def pair_id(self) -> str:
-        return f"l{self.line}-r{self.rewrite}"
+        return rewrite_pair_id(self.line, self.rewrite)
 
     def record(self, profile: str) -> SampleRecord:
         """The rejection record of the pair this rewrite would have been (stage ``rewrite``), as every other
@@ -201,7 +212,7 @@ async def pairs_from_captions(
             replacement=proposal.replacement,
         )
         pair = CaptionPair(
-            id=f"l{line}-r{number}",
+            id=rewrite_pair_id(line, number),
             source=caption,
             target=proposal.text,
             source_objects=source_objects,
@@ -213,3 +224,13 @@ async def pairs_from_captions(
     if interleave:
         pairs.sort(key=lambda numbered: numbered[0])  # stable: caption order within each rewrite number
     return [pair for _, pair in pairs], dropped
+
+
+def unpaired(dropped: Sequence[Dropped], pairs: Sequence[CaptionPair]) -> list[Dropped]:
+    """The first drop of each caption none of whose rewrites is among ``pairs``: a caption that was sent and gave
+    nothing, which a job answers for even where it keeps no other drop (a pool of rewrites to draw from)."""
+    paired = {caption_line(pair.id) for pair in pairs}
+    first: dict[int, Dropped] = {}
+    for drop in dropped:
+        first.setdefault(drop.line, drop)
+    return [drop for line, drop in first.items() if line not in paired]

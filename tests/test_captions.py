@@ -9,7 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spotdiff.captions import estimated_tokens, pairs_from_captions, read_captions
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from spotdiff.captions import (
+    Dropped,
+    caption_line,
+    estimated_tokens,
+    pairs_from_captions,
+    read_captions,
+    rewrite_pair_id,
+    unpaired,
+)
 from spotdiff.clients import ServiceClients
 from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.protocol import SampleRecord
@@ -33,6 +44,30 @@ async def test_each_caption_gives_its_rewrites_checked_and_seeded() -> None:
     assert again == pairs
     other, _ = await pairs_from_captions(captions, rewrites=3, base_seed=1)
     assert [pair.target for pair in other] != [pair.target for pair in pairs]
+
+
+async def test_a_pool_of_rewrites_answers_for_each_caption_that_gave_no_pair() -> None:
+    captions = [(1, "A dog on the grass"), (2, "The sky at night"), (3, "A cat on a sofa")]
+    pairs, dropped = await pairs_from_captions(captions, rewrites=2, interleave=True)
+    assert [(drop.line, drop.reason) for drop in unpaired(dropped, pairs)] == [(2, "no_known_noun")]
+    # a caption whose pairs the pool left out but that gave one is not a drop; one that gave none is, once
+    failed = [Dropped(3, 0, "A cat on a sofa", "same_rewrite_again"), Dropped(3, 1, "A cat on a sofa", "too_long")]
+    only_dog = [pair for pair in pairs if pair.id.startswith("l1-")]
+    assert [(drop.line, drop.rewrite) for drop in unpaired([*dropped, *failed], only_dog)] == [(2, 0), (3, 0)]
+
+
+@given(st.integers(min_value=0, max_value=10**6), st.integers(min_value=0, max_value=10**6))
+def test_a_rewrite_pair_id_names_its_caption_line(line: int, number: int) -> None:
+    assert caption_line(rewrite_pair_id(line, number)) == line
+
+
+@given(st.text())
+@example("l01-r0")  # not an id a rewrite gets: no leading zeros, ASCII digits only
+@example("l\u0661-r0")
+@example("l1-r0\n")
+def test_any_other_id_names_no_caption_line(pair_id: str) -> None:
+    line = caption_line(pair_id)
+    assert line is None or rewrite_pair_id(line, int(pair_id.rpartition("-r")[2])) == pair_id
 
 
 async def test_token_counts_are_estimated_with_the_encoders_start_and_end() -> None:

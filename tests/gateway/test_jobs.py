@@ -468,6 +468,22 @@ async def test_a_job_with_a_target_draws_new_rewrites_not_new_seeds(gateway: htt
     assert len(set(targets)) == len(targets)
 
 
+async def test_a_pool_of_rewrites_keeps_a_record_of_the_caption_that_gave_none(gateway: httpx.AsyncClient) -> None:
+    body = {"captions": ["A dog on the grass", "The sky at night"], "target_accepted": 2, "budget_pairs": 4}
+    created = await gateway.put(
+        "/v1/jobs/pool-with-a-drop", json={**body, "variation": "rewrite"}, headers=auth("alice")
+    )
+    assert created.status_code == 201, created.text
+    status = await wait_done(gateway, "pool-with-a-drop")
+    assert status["funnel"]["rewrite:no_known_noun"] == 1
+    records = (await gateway.get("/v1/jobs/pool-with-a-drop/samples", headers=auth("alice"))).json()["items"]
+    drops = [
+        record for record in records if record["status"] == "rejected" and record["rejection"]["stage"] == "rewrite"
+    ]
+    assert [(drop["pair_id"], drop["source"]) for drop in drops] == [("l2-r0", "The sky at night")]
+    assert all(record["pair_id"].startswith("l1-") for record in records if record not in drops)
+
+
 class StandInRewriter:
     """A rewriting service as a good language model would answer (dog becomes cat), on a port of its own."""
 
