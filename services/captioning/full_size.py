@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import (
     CLIPVisionConfig,
     LlavaNextConfig,
@@ -16,7 +15,7 @@ from transformers import (
 
 from services.captioning import tiny
 from services.captioning.tiny import IMAGE
-from services.kit.checkpoints import save_pretrained
+from services.kit.checkpoints import save_pretrained, seeded
 from services.rewriting.full_size import LAYERS, vicuna_7b_config
 
 IMAGE_SIZE, PATCH_SIZE = 336, 14
@@ -58,8 +57,7 @@ def build(out_dir: Path, seed: int = 0, layers: int = LAYERS) -> Path:
     text = config.get_text_config()
     text.bos_token_id, text.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
     text.pad_token_id = tokenizer.pad_token_id
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = LlavaNextForConditionalGeneration(config).eval()
     generation = model.generation_config
     generation.bos_token_id, generation.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id

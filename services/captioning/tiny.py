@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from transformers import (
     CLIPVisionConfig,
     LlamaConfig,
@@ -22,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from services.kit.checkpoints import save_pretrained, word_level_backend, word_level_lm_tokenizer
+from services.kit.checkpoints import save_pretrained, seeded, word_level_backend, word_level_lm_tokenizer
 
 UNK, BOS, EOS, PAD, IMAGE = "<unk>", "<s>", "</s>", "<pad>", "<image>"
 SPECIAL_TOKENS = (UNK, BOS, EOS, PAD, IMAGE)  # ids 0..4, Llama's order for the first three
@@ -185,8 +184,7 @@ def build_model_and_processor(seed: int = 0) -> tuple[LlavaNextForConditionalGen
     """Build both in memory, the model in eval mode; the same seed gives bit-identical weights."""
     processor = build_processor()
     tokenizer = processor.tokenizer
-    with torch.random.fork_rng(devices=[]):  # seed the weights without resetting the caller's RNG
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = LlavaNextForConditionalGeneration(_model_config(tokenizer)).eval()
     generation = model.generation_config
     generation.bos_token_id = tokenizer.bos_token_id
@@ -291,8 +289,7 @@ def build_qwen2_vl_model_and_processor(seed: int = 0) -> tuple[Any, Any]:
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = Qwen2VLForConditionalGeneration(config).eval()
     generation = model.generation_config
     generation.eos_token_id = ids["<|im_end|>"]

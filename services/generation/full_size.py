@@ -18,6 +18,8 @@ from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import
 from diffusers.schedulers.scheduling_euler_discrete import EulerDiscreteScheduler
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from services.kit.checkpoints import seeded
+
 CONFIGS = Path(__file__).parent / "configs" / "sdxl-base-1.0"
 
 
@@ -79,8 +81,7 @@ def build_random_sdxl(device: str = "cpu", dtype: torch.dtype = torch.float32) -
 def build(out_dir: Path, seed: int = 0) -> Path:
     """Write a seeded random-weight SDXL base into ``out_dir`` as the hub lays it out (float32 safetensors,
     ``model_index.json``, both tokenizers, the scheduler): what the generation service loads the real one from."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         pipe = build_random_sdxl()
     pipe.save_pretrained(out_dir, safe_serialization=True)
     return out_dir

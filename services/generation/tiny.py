@@ -14,13 +14,13 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
 from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from services.generation.full_size import sdxl_scheduler
+from services.kit.checkpoints import seeded
 
 CLIP_VOCAB_SIZE = 49408
 CLIP_CONTEXT_LENGTH = 77
@@ -169,8 +169,7 @@ def build_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
     tokenizer = clip_tokenizer(vocab, merges, pad_token="<|endoftext|>")
     tokenizer_2 = clip_tokenizer(vocab, merges, pad_token="!")
 
-    with torch.random.fork_rng(devices=[]):  # seed the weights without resetting the caller's RNG
-        torch.manual_seed(seed)
+    with seeded(seed):
         text_encoder = CLIPTextModel(_text_encoder_config())
         text_encoder_2 = CLIPTextModelWithProjection(_text_encoder_config())
         unet = _unet()

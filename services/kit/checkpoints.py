@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,17 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Random weights drawn from ``seed`` (the same seed, bit-identical checkpoints) without moving the caller's
+    random state."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def save_pretrained(model: Any, processor: Any, out_dir: Path) -> Path:

@@ -16,6 +16,8 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from services.kit.checkpoints import seeded
+
 TINY_MODEL_TYPE = "spotdiff_tiny"
 CHECKPOINT_FILE = "sam_tiny.pth"
 
@@ -78,8 +80,7 @@ def register() -> None:
 
 def build_model(seed: int = 0) -> Sam:
     """Build the tiny SAM in memory with seeded random weights; the same seed gives identical weights."""
-    with torch.random.fork_rng(devices=[]):  # seed the weights without resetting the caller's RNG
-        torch.manual_seed(seed)
+    with seeded(seed):
         return build_tiny_sam()
 
 

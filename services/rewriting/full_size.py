@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from services.kit.checkpoints import save_pretrained
+from services.kit.checkpoints import save_pretrained, seeded
 from services.rewriting.tiny import build_tokenizer
 
 LAYERS = 2  # of vicuna-7b's 32: every shape is the real one, the depth is not
@@ -32,8 +31,7 @@ def vicuna_7b_config(layers: int = LAYERS, vocab_size: int = 32000) -> LlamaConf
 
 def build(out_dir: Path, seed: int = 0, layers: int = LAYERS) -> Path:
     tokenizer = build_tokenizer()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = LlamaForCausalLM(vicuna_7b_config(layers)).eval()
     model.generation_config.update(temperature=0.9, top_p=0.6, do_sample=True)  # vicuna-7b-v1.5's own
     return save_pretrained(model.half(), tokenizer, out_dir)

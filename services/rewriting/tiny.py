@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from services.kit.checkpoints import save_pretrained, word_level_backend, word_level_lm_tokenizer
+from services.kit.checkpoints import save_pretrained, seeded, word_level_backend, word_level_lm_tokenizer
 from spotdiff.imgdiff.rewrite import DJ_TASK, ORIG_TASK, VICUNA_SYSTEM, lexicon, user_message
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"  # ids 0..2, Llama's order
@@ -55,8 +54,7 @@ def build_model_and_tokenizer(seed: int = 0) -> tuple[LlamaForCausalLM, PreTrain
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = LlamaForCausalLM(config).eval()
     # as vicuna-7b-v1.5's generation_config.json: sampling settings the reference's generate call inherits
     model.generation_config.update(temperature=0.9, top_p=0.6, do_sample=True)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import open_clip
-import torch
 from safetensors.torch import save_file
 from transformers import BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
 
-from services.kit.checkpoints import save_pretrained
+from services.kit.checkpoints import save_pretrained, seeded
 from services.similarity.tiny import WEIGHTS_FILE, build_blip_tokenizer
 
 CLIP_MODEL = "ViT-B-32-quickgelu"
@@ -20,8 +19,7 @@ BLIP_IMAGE_SIZE = 384
 
 def build_clip(out_dir: Path, seed: int = 0) -> Path:
     """Write ``out_dir/open_clip_model.safetensors``: the state dict ``pretrained=<file>`` loads."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = open_clip.create_model(CLIP_MODEL)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_dict = {name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()}
@@ -60,8 +58,7 @@ def build_blip(out_dir: Path, seed: int = 0) -> Path:
     text = config.get_text_config()
     text.pad_token_id, text.bos_token_id = tokenizer.pad_token_id, tokenizer.cls_token_id
     text.sep_token_id = tokenizer.sep_token_id
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = BlipForImageTextRetrieval(config).eval()
     image_processor = BlipImageProcessor(size={"height": BLIP_IMAGE_SIZE, "width": BLIP_IMAGE_SIZE})
     return save_pretrained(model, BlipProcessor(image_processor=image_processor, tokenizer=tokenizer), out_dir)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
-import torch
 from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -28,7 +27,7 @@ from transformers import (
     BlipProcessor,
 )
 
-from services.kit.checkpoints import save_pretrained
+from services.kit.checkpoints import save_pretrained, seeded
 
 # open_clip's `model_cfg` schema: what `open_clip.CLIP(**cfg)` takes.
 TINY_CLIP_CONFIG: dict[str, Any] = {
@@ -51,8 +50,7 @@ WEIGHTS_FILE = HF_SAFE_WEIGHTS_NAME  # "open_clip_model.safetensors": first in `
 
 def build_model(seed: int = 0) -> open_clip.CLIP:
     """Build the tiny CLIP in memory, in eval mode; the same seed gives bit-identical weights."""
-    with torch.random.fork_rng(devices=[]):  # seed the weights without resetting the caller's RNG
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = open_clip.CLIP(**copy.deepcopy(TINY_CLIP_CONFIG))
     return model.eval()
 
@@ -122,8 +120,7 @@ def build_blip_model_and_processor(seed: int = 0) -> tuple[BlipForImageTextRetri
         },
         image_text_hidden_size=32,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = BlipForImageTextRetrieval(config).eval()
     processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": 64, "width": 64}), tokenizer=tokenizer)
     return model, processor
