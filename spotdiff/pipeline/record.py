@@ -30,6 +30,7 @@ def provenance(run: PairRun, settings: Settings, models: dict[str, ModelRef]) ->
         profile=settings.profile,
         spotdiff_version=spotdiff.__version__,
         rewrite=run.pair.rewrite,
+        warnings=run.warnings,
     )
 
 

@@ -192,6 +192,7 @@ class PairPipeline:
             )
         )
         run.seed, run.params = response.seed, response.params
+        run.warnings = [f"generation: {warning}" for warning in response.warnings]
         raw = (base64.b64decode(response.source_image), base64.b64decode(response.target_image))
         run._pictures = await asyncio.to_thread(Pictures.from_png, *raw)
         run.size = run._pictures.images[0].size

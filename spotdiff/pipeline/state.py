@@ -64,6 +64,7 @@ class PairRun(BaseModel):
     areas: list[Area] = Field(default_factory=list)
     regions: list[Region] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
     _pictures: Pictures | None = PrivateAttr(default=None)
 
     @contextmanager

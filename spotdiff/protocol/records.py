@@ -95,6 +95,9 @@ class Provenance(BaseModel):
     profile: str
     spotdiff_version: str
     rewrite: RewriteOrigin | None = Field(default=None, description="the caption the pair was rewritten from")
+    warnings: list[str] = Field(
+        default_factory=list, description="what the services said of this pair, e.g. a prompt truncated to 77 tokens"
+    )
 
 
 class Rejection(BaseModel):

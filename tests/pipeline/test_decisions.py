@@ -58,6 +58,7 @@ class Scene:
     pair_cosine: float = 0.95
     default: float = 0.1
     cross_replace_words: list[dict] = field(default_factory=list)  # what generation was asked
+    generation_warnings: list[str] = field(default_factory=list)  # what generation says of the pair
 
     def cosine(self, pair: dict, images: dict[str, str]) -> float:
         a, b = pair["a"], pair["b"]
@@ -111,6 +112,7 @@ class Scene:
                 "params": params,
                 "model_id": "fake",
                 "revision": "0",
+                "warnings": self.generation_warnings,
             }
 
         def propose(body: dict) -> dict:
@@ -255,3 +257,13 @@ async def test_orig_rejects_at_the_areas_with_each_boxs_reason(tmp_path: Path) -
     record = await run(found, reference_settings("orig"), tmp_path)
     assert record.rejection is not None and record.rejection.reason == "no_difference_area"
     assert record.rejection.numbers["reasons"] == {"no_text_match": 3, "crops_alike": 1}  # A, B, D; and C
+
+
+@pytest.mark.parametrize("pair_cosine", [0.95, 0.2])  # accepted, and rejected at the pair filter
+async def test_what_generation_warns_of_stays_on_the_record(pair_cosine: float, tmp_path: Path) -> None:
+    found = scene("orig")
+    found.pair_cosine = pair_cosine
+    found.generation_warnings = ["source prompt is over 77 tokens and was truncated"]
+    record = await run(found, reference_settings("orig"), tmp_path)
+    assert (record.status is SampleStatus.ACCEPTED) is (pair_cosine == 0.95), record.rejection
+    assert record.provenance.warnings == ["generation: source prompt is over 77 tokens and was truncated"]
