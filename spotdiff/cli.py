@@ -386,7 +386,8 @@ def cmd_models_fetch(args: argparse.Namespace) -> int:
     try:
         manifest = load_manifest_file(Path(args.manifest)) if args.manifest else load_manifest(args.profile)
         lock = load_lock(Path(args.lock)) if args.lock else None
-        fetch(manifest, out, endpoint=args.endpoint, token=os.environ.get("HF_TOKEN"), lock=lock)
+        token = os.environ.get("HF_TOKEN") or None  # set but empty (Compose's ${HF_TOKEN:-}) is no token
+        fetch(manifest, out, endpoint=args.endpoint, token=token, lock=lock)
     except (LookupError, WeightsError) as exc:
         print(f"models fetch: {exc}", file=sys.stderr)
         return 2

@@ -62,9 +62,12 @@ def hub() -> Iterator[tuple[FakeHub, str]]:
         yield hub, url
 
 
-def spotdiff(*args: str, endpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+def spotdiff(
+    *args: str, endpoint: str | None = None, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env["HF_HUB_OFFLINE"] = "1"  # as the Makefile and the images set it: fetch lifts it for itself
+    env.update(env_extra or {})
     env["HF_HOME"] = str(Path(env.get("TMPDIR", "/tmp")) / "spotdiff-test-hf-home")
     command = [sys.executable, "-m", "spotdiff.cli", *args, *(["--endpoint", endpoint] if endpoint else [])]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
@@ -105,6 +108,18 @@ def test_fetch_takes_the_wanted_files_checks_them_and_writes_a_lock(hub: tuple[F
     # the settings that point the services at what was fetched
     assert f"SPOTDIFF_REGIONS__MODEL={out.resolve()}/net/checkpoints/net.pth" in result.stdout
     assert f"SPOTDIFF_CAPTIONING__MODEL={out.resolve()}/vlm" in result.stdout
+    assert verify(tmp_path, out).returncode == 0
+
+
+def test_fetch_as_the_compose_one_shot_runs_it(hub: tuple[FakeHub, str], tmp_path: Path) -> None:
+    """docker-compose.yml passes ``HF_TOKEN: ${HF_TOKEN:-}`` (empty when the user has none) and a mirror comes as
+    ``HF_ENDPOINT``: an empty token is no token, not a ``Bearer`` header with nothing in it."""
+    _, url = hub
+    out = tmp_path / "models"
+    args = ["models", "fetch", "--manifest", str(manifest(tmp_path)), "--out", str(out), "--allow-network"]
+    result = spotdiff(*args, env_extra={"HF_TOKEN": "", "HF_ENDPOINT": url})
+    assert result.returncode == 0, result.stderr
+    assert (out / "vlm/model.safetensors").read_bytes() == WEIGHTS_V2
     assert verify(tmp_path, out).returncode == 0
 
 
