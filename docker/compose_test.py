@@ -218,13 +218,47 @@ def check_files(compose: list[str]) -> None:
             raise SystemExit(f"{shlex.join(compose)} rejects {shlex.join(shape)}: {check.stderr.decode()}")
 
 
+def host_address() -> str:
+    """This host's address on Docker's default bridge, which a container on any of the engine's networks reaches."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"], capture_output=True, text=True, check=True)
+    return out.stdout.split()[3].split("/")[0]
+
+
+def fill_models_volume(compose: list[str], env: dict[str, str]) -> int:
+    """The one-shot ``models-fetch`` service as written (fetch the reference profile into the models volume, then
+    verify it there), against a hub on this host with the hub's layout in place of huggingface.co: every source
+    of the reference manifest published as one small file per pattern. Returns the files it downloaded."""
+    sys.path.insert(0, str(ROOT))
+    from spotdiff.weights import load_manifest
+    from tests.weights.fake_hub import FakeHub, running
+
+    hub = FakeHub()
+    wanted: set[str] = set()
+    for source in load_manifest("reference").sources:
+        files = {pattern.replace("*", "stand-in"): f"{source.name} {pattern}".encode() for pattern in source.include}
+        hub.publish(source.repo_id, files, lfs={name for name in files if name.endswith((".safetensors", ".pth"))})
+        wanted |= {f"{source.repo_id}/{name}" for name in files}
+    with running(hub, host="0.0.0.0") as url:
+        endpoint = f"http://{host_address()}:{url.rsplit(':', 1)[1]}"
+        run = [*compose, "-p", PROJECT, *FILES, "--profile", "fetch", "run", "--rm", "-e", f"HF_ENDPOINT={endpoint}"]
+        fetched = subprocess.run([*run, "models-fetch"], cwd=ROOT, env=env)
+    if fetched.returncode != 0:
+        raise SystemExit("the models-fetch one-shot failed")
+    if set(hub.downloads) != wanted:
+        raise SystemExit(f"models-fetch downloaded {sorted(hub.downloads)}, not {sorted(wanted)}")
+    return len(hub.downloads)
+
+
 def run_stack(compose: list[str], redis_image: str, laps: Laps) -> dict[str, object]:
-    """One Compose: `up`, every health check, the job through the gateway, its LLaVA export checked, `down -v`."""
+    """One Compose: the models volume filled by its one-shot, `up`, every health check, the job through the
+    gateway, its LLaVA export checked, `down -v`."""
     port = free_port()
     env = {**os.environ, "SPOTDIFF_REDIS_IMAGE": redis_image, "SPOTDIFF_PORT": str(port)}
     gateway = f"http://127.0.0.1:{port}"
     outcome: dict[str, object] = {}
     try:
+        outcome["models_fetched"] = fill_models_volume(compose, env)
+        laps.lap("models_fetch_s")
         # `up` waits for the dependencies' health checks itself (Compose 1.29 fails it on an unhealthy one)
         up = subprocess.run([*compose, "-p", PROJECT, *FILES, "up", "-d", "--no-build"], cwd=ROOT, env=env)
         if up.returncode != 0:

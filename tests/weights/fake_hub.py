@@ -90,10 +90,10 @@ class FakeHub:
 
 
 @contextlib.contextmanager
-def running(hub: FakeHub) -> Iterator[str]:
-    """The hub served on a free port for the duration; yields its URL."""
+def running(hub: FakeHub, host: str = "127.0.0.1") -> Iterator[str]:
+    """The hub served on a free port for the duration (on ``host``: 0.0.0.0 for containers); yields its URL."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(hub.app(), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(hub.app(), host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -101,7 +101,7 @@ def running(hub: FakeHub) -> Iterator[str]:
             raise RuntimeError("the fake hub did not start")
         threading.Event().wait(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
