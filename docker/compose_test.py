@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -173,6 +175,94 @@ def run_job(gateway: str) -> tuple[str, dict[str, object]]:
             time.sleep(2)
 
 
+ENDED = {"done", "cancelled"}
+CRASH_COPIES = 6  # examples/job.json's pairs, each this many times with its own seed: a job long enough to hit
+
+
+def container(compose: list[str], env: dict[str, str], service: str) -> str:
+    out = subprocess.run(
+        [*compose, "-p", PROJECT, *FILES, "ps", "-q", service], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    return out.stdout.strip()
+
+
+def inspect(container_id: str, template: str) -> str:
+    out = subprocess.run(["docker", "inspect", "-f", template, container_id], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def patiently(client: httpx.Client, url: str, deadline: float, **params: object) -> dict[str, Any]:
+    """GET as a client should while Redis restarts: a 503 is asked again after its Retry-After."""
+    while True:
+        response = client.get(url, params=params)
+        if response.status_code != 503 or time.monotonic() > deadline:
+            body: dict[str, Any] = response.raise_for_status().json()
+            return body
+        time.sleep(float(response.headers.get("Retry-After", "1")))
+
+
+def every_record_id(client: httpx.Client, job_id: str, deadline: float) -> list[str]:
+    ids: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = patiently(client, f"/v1/jobs/{job_id}/samples", deadline, offset=offset, limit=500)
+        ids += [record["pair_id"] for record in page["items"]]
+        offset = page["next_offset"]
+    return ids
+
+
+def survive_crashes(compose: list[str], env: dict[str, str], gateway: str) -> dict[str, object]:
+    """An operator's bad day, for real: while a job runs, the worker's main Celery process is SIGKILLed from the
+    host (its container exits 137 and Docker restarts it: ``restart: unless-stopped``), then Redis is restarted
+    (append-only file on). The job still ends with every pair it was given on record, each exactly once."""
+    job = json.loads((ROOT / "examples/job.json").read_text())
+    pairs = [
+        {**pair, "id": f"{pair['id']}-{copy}", "seed": pair["seed"] + 1000 * copy}
+        for copy in range(CRASH_COPIES)
+        for pair in job["pairs"]
+    ]
+    worker, redis = container(compose, env, "worker"), container(compose, env, "redis")
+    restarts = int(inspect(worker, "{{.RestartCount}}"))
+    with httpx.Client(base_url=gateway, timeout=60) as client:
+        job_id = client.post("/v1/jobs", json={"pairs": pairs}).raise_for_status().json()["id"]
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while client.get(f"/v1/jobs/{job_id}").raise_for_status().json()["done"] < 3:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"job {job_id} did not start")
+            time.sleep(0.2)
+        done_at_kill = client.get(f"/v1/jobs/{job_id}").json()["done"]
+        os.kill(int(inspect(worker, "{{.State.Pid}}")), signal.SIGKILL)
+        while int(inspect(worker, "{{.RestartCount}}")) == restarts or inspect(worker, "{{.State.Running}}") != "true":
+            if time.monotonic() > deadline:
+                raise SystemExit("Docker did not restart the killed worker")
+            time.sleep(0.5)
+        done_at_redis_restart = patiently(client, f"/v1/jobs/{job_id}", deadline)["done"]
+        if done_at_redis_restart >= len(pairs):
+            raise SystemExit("the job ended before Redis was restarted: make it longer (CRASH_COPIES)")
+        subprocess.run(["docker", "restart", "--time", "10", redis], check=True, capture_output=True)
+        while (status := patiently(client, f"/v1/jobs/{job_id}", deadline))["state"] not in ENDED:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"job {job_id} did not finish after the crashes: {status}")
+            time.sleep(2)
+        ids = every_record_id(client, job_id, deadline)
+    say(
+        f"crashes: the worker killed at {done_at_kill} of {len(pairs)} done, Redis restarted at"
+        f" {done_at_redis_restart}: {status['state']}"
+    )
+    if status["state"] != "done" or status["done"] != status["total"] or status["total"] != len(pairs):
+        raise SystemExit(f"the job did not account for its pairs after the crashes: {status}")
+    if sorted(ids) != sorted(pair["id"] for pair in pairs):
+        missing = sorted({pair["id"] for pair in pairs} - set(ids))
+        raise SystemExit(f"records after the crashes: {len(ids)} for {len(pairs)} pairs; missing {missing}")
+    return {
+        "pairs": len(pairs),
+        "done_at_kill": done_at_kill,
+        "done_at_redis_restart": done_at_redis_restart,
+        "accepted": status["accepted"],
+        "records": len(ids),
+    }
+
+
 def check_llava_export(gateway: str, job_id: str) -> int:
     """The export as LLaVA's trainer reads it: a JSON list whose every ``image`` opens under the image folder."""
     with httpx.Client(base_url=gateway, timeout=120) as client:
@@ -249,9 +339,10 @@ def fill_models_volume(compose: list[str], env: dict[str, str]) -> int:
     return len(hub.downloads)
 
 
-def run_stack(compose: list[str], redis_image: str, laps: Laps) -> dict[str, object]:
+def run_stack(compose: list[str], redis_image: str, laps: Laps, crashes: bool) -> dict[str, object]:
     """One Compose: the models volume filled by its one-shot, `up`, every health check, the job through the
-    gateway, its LLaVA export checked, `down -v`."""
+    gateway, its LLaVA export checked, (with ``crashes``) a job through a killed worker and a Redis restart,
+    `down -v`."""
     port = free_port()
     env = {**os.environ, "SPOTDIFF_REDIS_IMAGE": redis_image, "SPOTDIFF_PORT": str(port)}
     gateway = f"http://127.0.0.1:{port}"
@@ -274,6 +365,9 @@ def run_stack(compose: list[str], redis_image: str, laps: Laps) -> dict[str, obj
         samples = check_llava_export(gateway, job_id)
         laps.lap("export_s")
         outcome.update(job=status["state"], accepted=status["accepted"], llava_samples=samples)
+        if crashes:
+            outcome["crashes"] = survive_crashes(compose, env, gateway)
+            laps.lap("crashes_s")
     finally:
         subprocess.run([*compose, "-p", PROJECT, *FILES, "down", "-v", "--timeout", "30"], cwd=ROOT, env=env)
         laps.lap("down_s")
@@ -303,7 +397,7 @@ def main() -> int:
             run: dict[str, object] = {"command": shlex.join(command)}
             runs[version] = run
             laps.into = run
-            run.update(run_stack(command, redis_image, laps))
+            run.update(run_stack(command, redis_image, laps, crashes=command == composes[0][0]))
     finally:
         times["total_s"] = round(time.monotonic() - start, 1)
         times["runs"] = runs
