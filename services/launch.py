@@ -97,6 +97,7 @@ def wait_ready(urls: Mapping[str, str], timeout: float = 180.0) -> None:
 
 
 def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """SIGTERM to each, ``timeout`` seconds to exit, then SIGKILL; each reaped."""
     for process in processes:
         process.terminate()
     for process in processes:
@@ -104,3 +105,4 @@ def stop(processes: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> Non
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()

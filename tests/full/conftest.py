@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from services.full_size import is_complete
-from services.launch import free_port
+from services.launch import free_port, stop
 from tests.test_docs import ROOT, examples
 
 FULL_DIR = Path(os.environ.get("SPOTDIFF_FULL_DIR", Path.home() / ".cache" / "spotdiff" / "full"))
@@ -123,10 +123,5 @@ def serve(name: str, full_dir: Path, report: Report) -> Iterator[ServiceProcess]
         service.measured["peak_rss_mib"] = round(peak_rss_mib(process.pid), 1)
         report.services[name] = {"ready_s": service.ready_s, **service.measured}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop([process], timeout=60)
         log.close()

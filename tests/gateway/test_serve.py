@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from services.launch import free_port, free_port_block
+from services.launch import free_port, free_port_block, stop
 from tests.test_docs import examples
 
 ROOT = Path(__file__).parents[2]
@@ -68,9 +68,5 @@ def test_serve_then_the_readme_curls(tiny_dir: Path, tmp_path: Path) -> None:
                 name.startswith("images/") and name.endswith(".jpg") for name in archive.namelist()
             )
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop([server], timeout=60)
         redis.Redis.from_url(SERVE_REDIS).flushdb()
