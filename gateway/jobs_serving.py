@@ -242,9 +242,9 @@ def submit(
         raise
     if pairs is None:  # Redis forgot an older claim, but the store has the job
         store.admissions.release(owner, job_id)
-        existing = store.manifest(job_id)
-        assert existing is not None
-        return _existing(store, job_id, claim, Claim(existing.owner, existing.fingerprint))
+        creator = store.creator(job_id)
+        assert creator is not None
+        return _existing(store, job_id, claim, creator)
     send_round(celery, job_id, 0)  # if this fails, the reconciler sends the round once its grace is over
     return JobCreated(id=job_id, state=JobState.QUEUED, total=len(pairs) + len(drops)), 201
 

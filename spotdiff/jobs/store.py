@@ -151,8 +151,7 @@ class JobStore:
         """Take the id for ``claim``; None when this caller now holds it, else who holds or created it."""
         for _ in range(3):  # a claim that expires between the two commands: ask again
             if self.redis.set(self.key(job_id, "claim"), claim.encode(), nx=True, ex=CLAIM_TTL_S):
-                manifest = self.manifest(job_id)  # Redis may have lost an older claim: the store is the truth
-                return None if manifest is None else Claim(manifest.owner, manifest.fingerprint)
+                return self.creator(job_id)  # Redis may have lost an older claim: the store is the truth
             held = self.redis.get(self.key(job_id, "claim"))
             if held is not None:
                 return Claim.decode(held)
@@ -162,8 +161,10 @@ class JobStore:
         """Who holds or created the id, read only (None when it is free): lets a submission that is the same
         job again be answered before any work is spent on making its pairs. ``claim`` still decides a race."""
         held = self.redis.get(self.key(job_id, "claim"))
-        if held is not None:
-            return Claim.decode(held)
+        return Claim.decode(held) if held is not None else self.creator(job_id)
+
+    def creator(self, job_id: str) -> Claim | None:
+        """Who created the job, from its manifest in the store (None when there is none)."""
         manifest = self.manifest(job_id)
         return None if manifest is None else Claim(manifest.owner, manifest.fingerprint)
 
