@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 export SPOTDIFF_TINY_DIR := $(TINY_DIR)
 export SPOTDIFF_FULL_DIR := $(FULL_DIR)
 
-.PHONY: run test test-full bench bench-scale bench-gpu lint models full-size-models venv chromium checkov compose-test clean
+.PHONY: run test test-full bench bench-scale bench-gpu lint mutation models full-size-models venv chromium checkov compose-test clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,13 @@ test-full: full-size-models
 compose-test: venv
 	[ -n "$$SPOTDIFF_COMPOSE" ] || docker compose version >/dev/null 2>&1 || docker/compose-v2.sh >/dev/null
 	$(BIN)/python docker/compose_test.py
+
+# every Img-Diff decision mutated (spotdiff/imgdiff, [tool.mutmut] in pyproject.toml): fails if a mutant
+# survives its tests; an equivalent mutant's line says why with `# pragma: no mutate` (about 15 minutes here)
+mutation: models
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $$(nproc)
+	@! $(BIN)/mutmut results | grep -v ': timeout$$'  # a mutant that hangs its tests is caught
 
 bench: models
 	$(BIN)/python -m bench
