@@ -131,7 +131,7 @@ def area_decision(
     ``source_scores`` are the scores of the crop chosen by `text_match_crops` against each source object,
     ``target_scores`` the other crop against each target object.
     """
-    best = max([*source_scores, *target_scores], default=float("-inf"))
+    best = max([*source_scores, *target_scores], default=None)  # None: no object to match
     numbers = {"crop_cosine": crop_cosine, "text_match": best, "text_min": text_min, "crop_max": crop_max}
     if semantics == "orig":
         text_ok = any(s > text_min for s in source_scores) or any(s > text_min for s in target_scores)
@@ -207,21 +207,21 @@ def nms_order(crop_cosines: Sequence[float], semantics: Semantics) -> list[int]:
     DJ: input order."""
     if semantics == "dj":
         return list(range(len(crop_cosines)))
-    return [int(index) for index in np.argsort(np.asarray(crop_cosines, dtype=np.float64))]
+    cosines = np.asarray(crop_cosines, dtype=np.float64)  # pragma: no mutate (equivalent for Python floats)
+    return [int(index) for index in np.argsort(cosines)]
 
 
-def select_areas(
-    crop_cosines: Sequence[float],
-    boxes: Sequence[Box],
-    *,
-    iou_threshold: float,
-    max_boxes: int,
-    semantics: Semantics = "orig",
+def nms_survivors(
+    crop_cosines: Sequence[float], boxes: Sequence[Box], *, iou_threshold: float, semantics: Semantics
 ) -> list[int]:
-    """Indices of the kept boxes after NMS (and, for ORIG, most different first and at most ``max_boxes``)."""
+    """Indices of the boxes NMS keeps, in `nms_order` (ORIG: most different first; DJ: input order)."""
     order = nms_order(crop_cosines, semantics)
-    kept = [order[position] for position in nms([boxes[index] for index in order], iou_threshold)]
-    return kept if semantics == "dj" else kept[:max_boxes]
+    return [order[position] for position in nms([boxes[index] for index in order], iou_threshold)]
+
+
+def capped(indices: Sequence[int], max_boxes: int, semantics: Semantics) -> list[int]:
+    """ORIG keeps the first ``max_boxes`` of the boxes NMS kept; DJ keeps them all."""
+    return list(indices) if semantics == "dj" else list(indices[:max_boxes])
 
 
 def decide_areas(
@@ -253,10 +253,14 @@ def decide_areas(
         decisions[index] = decision
         if decision:
             passed.append(index)
-    cosines = [scores[CropPair(index)] for index in passed]
-    order = nms_order(cosines, semantics)
-    after_nms = [passed[order[position]] for position in nms([found[passed[i]].box for i in order], nms_iou)]
-    kept = after_nms if semantics == "dj" else after_nms[:max_boxes]
+    survivors = nms_survivors(
+        [scores[CropPair(index)] for index in passed],
+        [found[index].box for index in passed],
+        iou_threshold=nms_iou,
+        semantics=semantics,
+    )
+    after_nms = [passed[position] for position in survivors]
+    kept = capped(after_nms, max_boxes, semantics)
     for index in passed:
         numbers = decisions[index].numbers
         if index in kept:

@@ -1,5 +1,7 @@
 """Each decision step of the difference-area stage, in both semantics, on hand-computed cases."""
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -12,19 +14,29 @@ from spotdiff.imgdiff.areas import (
     area_decision,
     area_scores_needed,
     candidates,
+    capped,
     crop_box,
     decide_areas,
+    nms_survivors,
     pair_window,
     proposals_decision,
-    select_areas,
     text_match_crops,
     zero_size_decision,
 )
+from spotdiff.imgdiff.decision import Decision
 from spotdiff.protocol import Box
 
 
 def box(*xyxy: float) -> Box:
     return Box.from_list(list(xyxy))
+
+
+def select_areas(
+    crop_cosines: list[float], boxes: Sequence[Box], *, iou_threshold: float, max_boxes: int, semantics: str = "orig"
+) -> list[int]:
+    """NMS, then the cap: which boxes a pair keeps."""
+    survivors = nms_survivors(crop_cosines, boxes, iou_threshold=iou_threshold, semantics=semantics)  # type: ignore[arg-type]
+    return capped(survivors, max_boxes, semantics)  # type: ignore[arg-type]
 
 
 class TestPairWindow:
@@ -200,4 +212,87 @@ def test_the_cap_is_a_reason_of_its_own() -> None:
 )
 def test_whether_there_are_candidates_to_test(found: int, zero: int, semantics: str, reason: str) -> None:
     proposals = Candidates([Candidate(box(0, 0, 10, 10), 1)] * found, zero)
-    assert proposals_decision(proposals, semantics).reason == reason  # type: ignore[arg-type]
+    numbers = {"candidates": found, "zero_size_boxes": zero}
+    if reason == "zero_size_crop":
+        numbers = {"zero_size_boxes": zero}
+    assert proposals_decision(proposals, semantics) == Decision(reason == "candidates", reason, numbers)  # type: ignore[arg-type]
+
+
+class TestWholeDecisions:
+    """Each rule's decision as a record carries it: keep, reason and the numbers a rejection shows."""
+
+    def test_pair_window(self) -> None:
+        window = {"min": 0.9, "max": 0.98}
+        assert pair_window(0.95, 0.9, 0.98) == Decision(
+            True, "pair_in_window", {"pair_cosine": 0.95, **window, "semantics": "orig"}
+        )
+        assert pair_window(0.9, 0.9, 0.98) == Decision(
+            False, "pair_too_different", {"pair_cosine": 0.9, **window, "semantics": "orig"}
+        )
+        assert pair_window(0.97951, 0.9, 0.98) == Decision(
+            False, "pair_too_similar", {"pair_cosine": 0.98, **window, "semantics": "orig"}
+        )
+        assert pair_window(0.99, 0.9, 0.98, "dj") == Decision(
+            False, "pair_too_similar", {"pair_cosine": 0.99, **window, "semantics": "dj"}
+        )
+
+    def test_zero_size(self) -> None:
+        assert zero_size_decision(1, "orig") == Decision(False, "zero_size_crop", {"zero_size_boxes": 1})
+        assert zero_size_decision(2, "dj") == Decision(True, "crops_have_pixels", {"zero_size_boxes": 2})
+
+    def test_area(self) -> None:
+        limits = {"text_min": 0.35, "crop_max": 0.85}
+        assert area_decision(0.9, [0.4], [0.1], **limits) == Decision(
+            False, "crops_alike", {"crop_cosine": 0.9, "text_match": 0.4, **limits}
+        )
+        assert area_decision(0.5, [0.1], [0.6], **limits) == Decision(
+            True, "difference_area", {"crop_cosine": 0.5, "text_match": 0.6, **limits}
+        )
+        # no object on either side: no score at all (None, which JSON writes), never a made-up one
+        assert area_decision(0.5, [], [], **limits) == Decision(
+            False, "no_text_match", {"crop_cosine": 0.5, "text_match": None, **limits}
+        )
+
+
+def test_a_crop_one_row_high_truncates_to_nothing_too() -> None:
+    assert crop_box(box(0, 4.1, 10, 4.9)) is None
+    assert crop_box(box(0, 4.9, 10, 5.1)) == box(0, 4, 10, 5)
+
+
+def apart_boxes(count: int, source_image: int = 1) -> list[Candidate]:
+    return [Candidate(box(30 * index, 0, 30 * index + 20, 20), source_image) for index in range(count)]  # type: ignore[arg-type]
+
+
+def test_decide_areas_applies_each_semantics_rule_to_each_box() -> None:
+    """One candidate whose crop shows the source object and not the target: ORIG's OR keeps it, DJ's AND does not."""
+    found = apart_boxes(1)
+    scores = scores_by_name(found, [0.5], {(0, 1, "dog"): 0.9, (0, 2, "cat"): 0.1})
+    limits = {"text_min": 0.35, "crop_max": 0.85, "nms_iou": 0.5, "max_boxes": 5}
+    orig = decide_areas(found, ["dog"], ["cat"], scores, **limits)  # type: ignore[arg-type]
+    dj = decide_areas(found, ["dog"], ["cat"], scores, **limits, semantics="dj")  # type: ignore[arg-type]
+    assert (orig.kept, orig.decisions[0].reason) == ([0], "difference_area")
+    assert (dj.kept, dj.decisions[0].reason) == ([], "no_text_match")
+
+
+def test_decide_areas_caps_orig_only_and_says_which_rule_dropped_each_box() -> None:
+    found = [*apart_boxes(3), Candidate(box(1, 1, 20, 20), 1)]  # the last overlaps box 0 (IoU 400/441)
+    text = {(index, 1, "dog"): 0.9 for index in range(4)} | {(index, 2, "cat"): 0.1 for index in range(4)}
+    scores = scores_by_name(found, [0.3, 0.1, 0.2, 0.05], text)
+    limits = {"text_min": 0.35, "crop_max": 0.85, "nms_iou": 0.5, "max_boxes": 2}
+    orig = decide_areas(found, ["dog"], ["cat"], scores, **limits)  # type: ignore[arg-type]
+    # most different first: 3 (0.05) then 1 (0.1); 2 is cut by the cap, 0 overlaps the kept 3
+    assert orig.kept == [3, 1]
+    assert [decided.index for decided in orig.decisions] == [0, 1, 2, 3]
+    numbers = {"text_match": 0.9, "text_min": 0.35, "crop_max": 0.85}
+    assert orig.decisions[0].decision == Decision(
+        False, "overlaps_a_kept_box", {"crop_cosine": 0.3, **numbers, "nms_iou": 0.5}
+    )
+    assert orig.decisions[2].decision == Decision(
+        False, "over_max_boxes", {"crop_cosine": 0.2, **numbers, "max_boxes": 2}
+    )
+    assert orig.decisions[1].decision == Decision(True, "difference_area", {"crop_cosine": 0.1, **numbers})
+    text_dj = {(index, image, word): 0.9 for index in range(4) for image, word in ((1, "dog"), (2, "cat"))}
+    scores_dj = scores_by_name(found, [0.3, 0.1, 0.2, 0.05], text_dj)
+    dj = decide_areas(found, ["dog"], ["cat"], scores_dj, **limits, semantics="dj")  # type: ignore[arg-type]
+    assert dj.kept == [0, 1, 2]  # input order, no cap; 3 overlaps 0
+    assert [decided.reason for decided in dj.decisions] == ["difference_area"] * 3 + ["overlaps_a_kept_box"]
