@@ -56,13 +56,12 @@ def grown(box: Box, pixels: float, width: int, height: int) -> Box:
 
 
 def clipped(box: Box, width: int, height: int) -> Box | None:
-    """The box clamped to the image, or None when nothing of it is inside. A sliver narrower than a pixel is
-    kept: whether its crop takes any pixel is `areas.crop_box`'s to say, as the reference truncates."""
-    x1, y1 = min(max(box.x1, 0), width), min(max(box.y1, 0), height)
-    x2, y2 = min(max(box.x2, 0), width), min(max(box.y2, 0), height)
-    if x2 <= x1 or y2 <= y1:
+    """The box cut at the image's right and bottom edges (a Box is never left of or above it), or None when it
+    starts past them. A sliver narrower than a pixel is kept: whether its crop takes any pixel is
+    `areas.crop_box`'s to say, as the reference truncates."""
+    if box.x1 >= width or box.y1 >= height:
         return None
-    return Box(x1=x1, y1=y1, x2=x2, y2=y2)
+    return Box(x1=box.x1, y1=box.y1, x2=min(box.x2, width), y2=min(box.y2, height))
 
 
 def from_centre(cx: float, cy: float, w: float, h: float) -> Box:
