@@ -168,7 +168,8 @@ def decide_labels(
     firsts = {labels[box][0] for box, decision in enumerate(alone) if decision}
     seconds = {labels[box][1] for box, decision in enumerate(alone) if decision}
     decided = []
-    for box, ((first, second), decision) in enumerate(zip(labels, alone, strict=True)):
+    for box, decision in enumerate(alone):
+        first, second = labels[box]
         if not decision and first in firsts and second in seconds:
             decision = Decision(True, "labels_among_passing", {**decision.numbers, "failed_alone": decision.reason})
         decided.append(BoxDecision(box, decision))
