@@ -51,14 +51,15 @@ def next_round(
     observed = accepted / finished if finished else FIRST_ROUND_YIELD
     expected_yield = max(observed, MIN_YIELD)
     wanted = math.ceil((target - accepted) / expected_yield * (HEADROOM if finished else 1.0))
-    size = max(1, min(wanted, budget_pairs - planned))
+    size = min(wanted, budget_pairs - planned)  # both at least 1 here: accepted < target, planned < budget
     return Decision(True, "more_needed", {**numbers, "yield": round(observed, 4), "size": size})
 
 
 def variation_seed(job_id: str, index: int) -> int:
     """A seed for the ``index``-th pair of a job, reproducible from the job id alone."""
     digest = hashlib.sha256(f"{job_id}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 11  # 53 bits: at most MAX_SEED, as CaptionPair requires
+    top = int.from_bytes(digest[:8], "big")  # pragma: no mutate (equivalent: "big" is the default byte order)
+    return top >> 11  # 53 bits: at most MAX_SEED, as CaptionPair requires
 
 
 def variation_id(pair_id: str, variation: int) -> str:
