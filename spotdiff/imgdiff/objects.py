@@ -7,8 +7,9 @@ lemminflect, which ships its data, gives both the noun lemma and whether a word 
 
 How it can differ from the reference (documented, tested):
 - a word is a noun when lemminflect knows a noun reading of it, except the -ing/-ed forms of verbs
-  ("flying", "parked"), which NLTK tags as verbs when it sees them alone; words lemminflect does not know are
-  taken as nouns (NLTK's tagger also calls most unknown words NN);
+  ("flying", "colored"), which NLTK tags as verbs when it sees them alone (a verb's own base form, "feed" or
+  "weed", stays a noun); words lemminflect does not know are taken as nouns (NLTK's tagger also calls most
+  unknown words NN);
 - words that are nouns and adjectives ("red", "chocolate") count as nouns here, while NLTK tags some as JJ;
 - a word changed twice is listed once.
 Objects given with the request always win over this.
@@ -41,7 +42,7 @@ def words(caption: str) -> list[str]:
 
 def lemma(word: str) -> str:
     """The noun lemma (dogs -> dog), or the word itself when it has none: WordNet's default, pos='n'."""
-    nouns = lemminflect.getAllLemmas(word, upos="NOUN").get("NOUN")
+    nouns = lemminflect.getAllLemmas(word).get("NOUN")
     return nouns[0] if nouns else word
 
 
@@ -54,8 +55,8 @@ def is_noun(word: str) -> bool:
         return not word.isdigit()  # unknown words: taken as nouns, as a tagger mostly does
     if "NOUN" not in readings:
         return False
-    verb_lemmas = readings.get("VERB", ())
-    inflected_verb = any(verb != word for verb in verb_lemmas) and word.endswith(("ing", "ed"))
+    verb_lemmas = readings.get("VERB")
+    inflected_verb = word.endswith(("ing", "ed")) and verb_lemmas is not None and word not in verb_lemmas
     return not inflected_verb
 
 

@@ -34,7 +34,7 @@ MULTI_IMAGE_QUESTION = (
 )
 
 
-def region_label_prompt(box: Box, width: int, height: int, semantics: Semantics = "orig") -> str:
+def region_label_prompt(box: Box, width: int, height: int, semantics: Semantics) -> str:
     """Stage 1's prompt for one box: its normalised coordinates as the semantics' reference computes them."""
     return REGION_LABEL_PROMPT.format(box=normalised_box(box, width, height, float32=semantics == "dj"))
 

@@ -84,7 +84,7 @@ class Cleaned:
     reason: str
 
 
-def clean_answer(answer: str, prompt: str = "", post_filters: bool = True) -> Cleaned:
+def clean_answer(answer: str, prompt: str | None = None, post_filters: bool = True) -> Cleaned:
     """ORIG's post-processing, in its order: strip the prompt, ``\\nEND``, ``</s>``, ``<s>``; drop an answer
     mentioning "replac", "modified" or "become"; keep what follows the last ``---``. Whitespace and the quotes a
     model wraps a sentence in are trimmed (as Data-Juicer does; without ``post_filters``, that is all)."""
@@ -109,7 +109,8 @@ def clean_answer(answer: str, prompt: str = "", post_filters: bool = True) -> Cl
 def rewrite_seed(caption: str, rewrite: int, base_seed: int = 0) -> int:
     """The seed of rewrite number ``rewrite`` of ``caption``: the same caption and number, the same rewrite."""
     digest = hashlib.sha256(f"{base_seed}\0{rewrite}\0{caption}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    top = int.from_bytes(digest[:4], "big")  # pragma: no mutate (equivalent: "big" is the default byte order)
+    return top & 0x7FFFFFFF
 
 
 @cache
@@ -138,8 +139,8 @@ DETERMINERS = frozenset(
 
 
 def _follows_determiner(words: list[tuple[int, str]], at: int) -> bool:
-    """Is the word at ``at`` an object: right after a determiner (or "of"), or after one with adjectives between?
-    The second noun of a compound ("a teddy bear") is left alone."""
+    """Is the word at ``at`` an object: right after a determiner (or "of"), or after one with one or two adjectives
+    between? The second noun of a compound ("a teddy bear") is left alone."""
     for _, before in reversed(words[max(0, at - 3) : at]):
         if before in DETERMINERS:
             return True
@@ -154,16 +155,17 @@ def article_for(word: str) -> str:
         return "an"
     if lowered in A_BEFORE:
         return "a"
-    return "an" if lowered[:1] in "aeiou" else "a"
+    return "an" if word[:1] in "aeiouAEIOU" else "a"
 
 
 def plural(noun: str) -> str:
-    forms = lemminflect.getInflection(noun, tag="NNS")
-    return forms[0] if forms else noun + "s"
+    """The noun's plural: lemminflect's, from its dictionary or, for a word it does not know, its rules."""
+    return str(lemminflect.getInflection(noun, tag="NNS")[0])
 
 
 def _cased_like(word: str, model: str) -> str:
-    if model.isupper() and len(model) > 1:
+    """``word`` written like ``model``: in capitals, capitalised or as it is."""
+    if model.isupper():
         return word.upper()
     return word[:1].upper() + word[1:] if model[:1].isupper() else word
 
@@ -179,8 +181,9 @@ class Rewrite:
 
 
 def lexicon_rewrite(caption: str, seed: int) -> Rewrite | None:
-    """Replace one lexicon noun of ``caption`` (chosen by ``seed``) by another of its kind, in the same number,
-    with its article made to agree; None when the caption has no noun the lexicon knows."""
+    """Replace one lexicon noun of ``caption`` (chosen by ``seed``) by another of its kind that the caption does not
+    already name, in the same number and case, with its article made to agree; None when the caption has no noun
+    the lexicon knows."""
     tokens = [match.group(0) for match in _TOKEN.finditer(caption)]
     kinds = kind_of()
     words = [(i, token.lower()) for i, token in enumerate(tokens) if token.isalpha()]
@@ -192,14 +195,16 @@ def lexicon_rewrite(caption: str, seed: int) -> Rewrite | None:
     word = tokens[at]
     replaced = lemma(word.lower())
     kind = kinds[replaced]
-    others = [noun for noun in lexicon()[kind] if noun != replaced and noun not in caption.lower().split()]
+    present = {lemma(lowered) for _, lowered in words}  # the replaced noun and every other, in any number
+    others = [noun for noun in lexicon()[kind] if noun not in present]
     replacement = rng.choice(others)
     is_plural = word.lower() != replaced
     new_word = _cased_like(plural(replacement) if is_plural else replacement, word)
     tokens[at] = new_word
     article_at = at - 2  # "a", a space, the noun
     if article_at >= 0 and tokens[at - 1] == " " and tokens[article_at].lower() in ("a", "an"):
-        tokens[article_at] = _cased_like(article_for(new_word), tokens[article_at])
+        # cased like the article with its noun: a lone "A" could begin "A dog" or "A DOG"
+        tokens[article_at] = _cased_like(article_for(new_word), tokens[article_at] + word)
     return Rewrite("".join(tokens), replaced, replacement, kind)
 
 

@@ -7,11 +7,15 @@ import re
 
 import pytest
 
+from spotdiff.imgdiff.decision import Decision
 from spotdiff.imgdiff.objects import changed_objects, is_noun, lemma
 from spotdiff.imgdiff.rewrite import (
+    DJ_TASK,
     ORIG_TASK,
+    RECIPES,
     Cleaned,
     article_for,
+    chat_messages,
     clean_answer,
     kind_of,
     lexicon,
@@ -81,6 +85,20 @@ CAPTIONS = [
     "An orange next to a knife on a cutting board",
 ]
 WORD = re.compile(r"\w+")
+# the reference's texts (gen.py:52, the recipe's task_sentence, FastChat's vicuna_v1.1 system line)
+ORIG_TASK_TEXT = (
+    "Please replace one entity in this sentence with another entity, such as an animal, a vehicle, or a piece of "
+    "furniture. Please only answer with the replaced sentence."
+)
+DJ_TASK_TEXT = (
+    "Please replace one entity in this sentence with another entity, such as an animal, a vehicle, a piece of "
+    "furniture or other physically consistent object. Ensure the replaced sentence adheres to physical "
+    "plausibility. Please only answer with the replaced sentence."
+)
+SYSTEM_TEXT = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
 
 
 def test_the_prompt_is_the_references_word_for_word() -> None:
@@ -90,7 +108,31 @@ def test_the_prompt_is_the_references_word_for_word() -> None:
         "Please replace one entity in this sentence with another entity, such as an animal, a vehicle, or a piece "
         "of furniture. Please only answer with the replaced sentence. ASSISTANT:"
     )
-    assert ORIG_TASK.startswith("Please replace one entity")
+    assert (ORIG_TASK, DJ_TASK) == (ORIG_TASK_TEXT, DJ_TASK_TEXT)
+
+
+def test_the_vicuna_prompt_carries_the_task_it_is_given() -> None:
+    assert orig_prompt("A dog on the grass", DJ_TASK) == (
+        f'{SYSTEM_TEXT} USER: Here is a sentence: "A dog on the grass". {DJ_TASK_TEXT} ASSISTANT:'
+    )
+
+
+def test_chat_messages_are_the_recipes_system_and_user_turns() -> None:
+    user = 'Here is a sentence: "A dog on the grass". '
+    # ORIG leaves the system turn to the chat template; Data-Juicer sends its DEFAULT_SYSTEM_PROMPT
+    assert chat_messages("A dog on the grass", RECIPES["orig"]) == [{"role": "user", "content": user + ORIG_TASK_TEXT}]
+    system = {"role": "system", "content": SYSTEM_TEXT}
+    assert chat_messages("A dog on the grass", RECIPES["dj"]) == [
+        system,
+        {"role": "user", "content": user + DJ_TASK_TEXT},
+    ]
+    assert chat_messages("A dog on the grass", RECIPES["dj"], "Name the animal.") == [
+        system,
+        {"role": "user", "content": user + "Name the animal."},
+    ]
+    assert chat_messages("A dog on the grass", RECIPES["orig"], None) == chat_messages(
+        "A dog on the grass", RECIPES["orig"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,15 +148,38 @@ def test_the_prompt_is_the_references_word_for_word() -> None:
         ("The dog has become a cat.", Cleaned(None, "mentions_become")),
         ("Modified sentence: A cat on the grass", Cleaned(None, "mentions_modified")),
         ("</s>", Cleaned(None, "empty_answer")),
+        ('"Xbox controllers on a sofa"</s>', Cleaned("Xbox controllers on a sofa", "rewritten")),
     ],
 )
 def test_the_references_post_filters(answer: str, expected: Cleaned) -> None:
     assert clean_answer(answer) == expected
 
 
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (' "A cat on the grass" \n', Cleaned("A cat on the grass", "rewritten")),
+        ('"Xbox controllers on a sofa"', Cleaned("Xbox controllers on a sofa", "rewritten")),
+        # no drop words, no `---`, no token stripping
+        ("I replaced the dog --- A cat</s>", Cleaned("I replaced the dog --- A cat</s>", "rewritten")),
+        (' "" \n', Cleaned(None, "empty_answer")),
+        ("", Cleaned(None, "empty_answer")),
+    ],
+)
+def test_data_juicer_only_trims_whitespace_and_quotes(answer: str, expected: Cleaned) -> None:
+    assert clean_answer(answer, post_filters=False) == expected
+
+
 def test_the_prompt_is_stripped_from_an_echoing_answer() -> None:
     prompt = orig_prompt("A dog on the grass")
     assert clean_answer(prompt + " A cat on the grass</s>", prompt) == Cleaned("A cat on the grass", "rewritten")
+
+
+def test_seeds_are_the_same_in_every_run_and_version() -> None:
+    # sha256("<base seed>\0<number>\0<caption>")'s first 4 bytes, big-endian, less the top bit: a recorded seed
+    # means the same rewrite later
+    assert [rewrite_seed("A dog on the grass", number) for number in range(3)] == [1840243060, 1182124261, 927569533]
+    assert rewrite_seed("A dog on the grass", 0, base_seed=7) == 1155633673
 
 
 def test_a_seed_gives_the_same_rewrite_and_numbers_give_others() -> None:
@@ -172,18 +237,172 @@ def test_articles_follow_the_sound() -> None:
     assert lexicon_rewrite("A girl hugging a teddy bear", 0) is None  # a compound's noun stays
 
 
+def test_a_lexicon_noun_needs_a_determiner_at_most_two_adjectives_before_it() -> None:
+    for seed in range(10):
+        rewrite = lexicon_rewrite("A small red car", seed)
+        assert rewrite is not None and rewrite.replaced == "car"
+    assert lexicon_rewrite("A big old red car", 0) is None  # three adjectives: too far from its "a"
+    assert lexicon_rewrite("Cars on the road", 0) is None  # nothing before it
+
+
 @pytest.mark.parametrize(
-    ("source", "target", "tokens", "reason"),
+    ("caption", "template"),
     [
-        ("A dog on the grass", "A cat on the grass", (7, 7), "rewrite_ok"),
-        ("A dog on the grass", "a dog  on the grass", (7, 7), "same_sentence"),
-        ("A dog on the grass", "A dog in the grass", (7, 7), "no_changed_noun"),
-        ("A dog on the grass", "A cat on the grass", (7, 90), "too_long"),
-        ("A dog on the grass", "A cat and a cow and a fox on the hay", (7, 12), "rewrite_ok"),
-        ("A dog on the grass", "A cat and a cow and a fox on the hay with an owl", (7, 14), "too_many_changed_nouns"),
+        ("A dog on the grass", "{Article} {noun} on the grass"),
+        ("A DOG ON THE GRASS", "{ARTICLE} {NOUN} ON THE GRASS"),  # "A" alone is no sign of capitals
+        ("AN OWL IN THE SKY", "{ARTICLE} {NOUN} IN THE SKY"),
+        ("The Dog on the grass", "The {Noun} on the grass"),
+        ("On the grass sits an owl", "On the grass sits {article} {noun}"),
+        ("Two dogs on the grass", "Two {nouns} on the grass"),
     ],
 )
-def test_a_pair_is_checked_before_any_image(source: str, target: str, tokens: tuple[int, int], reason: str) -> None:
-    decision = pair_decision(source, target, *tokens, max_objects=4)
-    assert decision.reason == reason and bool(decision) == (reason == "rewrite_ok")
-    assert decision.numbers["tokens_max"] == 77 and decision.numbers["target_tokens"] == tokens[1]
+def test_the_new_noun_and_its_article_are_cased_like_the_old(caption: str, template: str) -> None:
+    articles = set()
+    for seed in range(40):
+        rewrite = lexicon_rewrite(caption, seed)
+        assert rewrite is not None
+        noun, article = rewrite.replacement, article_for(rewrite.replacement)
+        expected = template.format(
+            article=article,
+            Article=article.capitalize(),
+            ARTICLE=article.upper(),
+            noun=noun,
+            Noun=noun.capitalize(),
+            NOUN=noun.upper(),
+            nouns=plural(noun),
+        )
+        assert rewrite.text == expected
+        articles.add(article)
+    assert articles == {"a", "an"}  # both articles were written
+
+
+def test_the_new_noun_is_none_already_in_the_caption() -> None:
+    for caption in ("A dog with two cats", "A dog next to a cat."):
+        for seed in range(300):
+            rewrite = lexicon_rewrite(caption, seed)
+            assert rewrite is not None and rewrite.replacement not in {"dog", "cat"}, (caption, seed)
+
+
+def test_plurals_are_lemminflects() -> None:
+    assert [plural(noun) for noun in ("dog", "sheep", "knife", "bus", "xyzzy")] == [
+        "dogs",
+        "sheep",
+        "knives",
+        "buses",
+        "xyzzies",  # a word lemminflect does not know: its rules
+    ]
+
+
+def test_articles_go_by_the_first_letter_in_either_case() -> None:
+    assert [article_for(word) for word in ("Owl", "OWL", "Xylophone", "Umbrella", "HOUR", "Unicorn")] == [
+        "an",
+        "an",
+        "a",
+        "an",
+        "an",
+        "a",
+    ]
+
+
+NUMBERS = {"source_tokens": 7, "target_tokens": 7, "tokens_max": 77}
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "tokens", "expected"),
+    [
+        (
+            "A dog on the grass",
+            "A cat on the grass",
+            (7, 7),
+            Decision(True, "rewrite_ok", {**NUMBERS, "source_objects": ["dog"], "target_objects": ["cat"]}),
+        ),
+        (
+            "A dog on the grass",
+            "a dog  on the grass",
+            (7, 7),
+            Decision(False, "same_sentence", {**NUMBERS, "source_objects": [], "target_objects": []}),
+        ),
+        (
+            "A dog on the grass",
+            "A dog in the grass",
+            (7, 7),
+            Decision(False, "no_changed_noun", {**NUMBERS, "source_objects": [], "target_objects": []}),
+        ),
+        (  # an object added, none replaced: no one-object edit
+            "A dog on the grass",
+            "A dog and a cat on the grass",
+            (7, 10),
+            Decision(
+                False,
+                "no_changed_noun",
+                {**NUMBERS, "target_tokens": 10, "source_objects": [], "target_objects": ["cat"]},
+            ),
+        ),
+        (
+            "A dog on the grass",
+            "A cat on the grass",
+            (7, 78),
+            Decision(
+                False,
+                "too_long",
+                {**NUMBERS, "target_tokens": 78, "source_objects": ["dog"], "target_objects": ["cat"]},
+            ),
+        ),
+        (
+            "A dog on the grass",
+            "A cat on the grass",
+            (78, 7),
+            Decision(
+                False,
+                "too_long",
+                {**NUMBERS, "source_tokens": 78, "source_objects": ["dog"], "target_objects": ["cat"]},
+            ),
+        ),
+        (  # the text encoders take 77 tokens
+            "A dog on the grass",
+            "A cat on the grass",
+            (77, 77),
+            Decision(
+                True,
+                "rewrite_ok",
+                {
+                    **NUMBERS,
+                    "source_tokens": 77,
+                    "target_tokens": 77,
+                    "source_objects": ["dog"],
+                    "target_objects": ["cat"],
+                },
+            ),
+        ),
+    ],
+)
+def test_a_pair_is_checked_before_any_image(
+    source: str, target: str, tokens: tuple[int, int], expected: Decision
+) -> None:
+    assert pair_decision(source, target, *tokens) == expected
+
+
+def test_a_pair_may_change_up_to_16_nouns_by_default() -> None:
+    animals = lexicon()["animal"][1:18]  # not "dog"
+    sixteen, seventeen = (" and ".join(f"a {animal}" for animal in animals[:count]) for count in (16, 17))
+    numbers = {"source_objects": ["dog"], "source_tokens": 7, "target_tokens": 70, "tokens_max": 77}
+    assert pair_decision("A dog", sixteen, 7, 70) == Decision(
+        True, "rewrite_ok", {**numbers, "target_objects": list(animals[:16])}
+    )
+    assert pair_decision("A dog", seventeen, 7, 70) == Decision(
+        False, "too_many_changed_nouns", {**numbers, "target_objects": list(animals), "objects_max": 16}
+    )
+    assert pair_decision("A dog on the grass", "A cat and a cow and a fox on the hay", 7, 12, max_objects=2) == (
+        Decision(
+            False,
+            "too_many_changed_nouns",
+            {
+                "source_objects": ["dog", "grass"],
+                "target_objects": ["cat", "cow", "fox", "hay"],
+                "source_tokens": 7,
+                "target_tokens": 12,
+                "tokens_max": 77,
+                "objects_max": 2,
+            },
+        )
+    )
