@@ -183,11 +183,20 @@ class Rewrite:
 def lexicon_rewrite(caption: str, seed: int) -> Rewrite | None:
     """Replace one lexicon noun of ``caption`` (chosen by ``seed``) by another of its kind that the caption does not
     already name, in the same number and case, with its article made to agree; None when the caption has no noun
-    the lexicon knows."""
+    the lexicon knows, or names every other noun of each one's kind."""
     tokens = [match.group(0) for match in _TOKEN.finditer(caption)]
     kinds = kind_of()
     words = [(i, token.lower()) for i, token in enumerate(tokens) if token.isalpha()]
-    candidates = [i for at, (i, word) in enumerate(words) if lemma(word) in kinds and _follows_determiner(words, at)]
+    present = {lemma(lowered) for _, lowered in words}  # the replaced noun and every other, in any number
+
+    def others(noun: str) -> list[str]:
+        return [other for other in lexicon()[kinds[noun]] if other not in present]
+
+    candidates = [
+        i
+        for at, (i, word) in enumerate(words)
+        if lemma(word) in kinds and _follows_determiner(words, at) and others(lemma(word))
+    ]
     if not candidates:
         return None
     rng = random.Random(seed)
@@ -195,9 +204,7 @@ def lexicon_rewrite(caption: str, seed: int) -> Rewrite | None:
     word = tokens[at]
     replaced = lemma(word.lower())
     kind = kinds[replaced]
-    present = {lemma(lowered) for _, lowered in words}  # the replaced noun and every other, in any number
-    others = [noun for noun in lexicon()[kind] if noun not in present]
-    replacement = rng.choice(others)
+    replacement = rng.choice(others(replaced))
     is_plural = word.lower() != replaced
     new_word = _cased_like(plural(replacement) if is_plural else replacement, word)
     tokens[at] = new_word

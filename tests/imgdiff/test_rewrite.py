@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from spotdiff.imgdiff.decision import Decision
 from spotdiff.imgdiff.objects import changed_objects, is_noun, lemma
@@ -281,6 +283,31 @@ def test_the_new_noun_is_none_already_in_the_caption() -> None:
         for seed in range(300):
             rewrite = lexicon_rewrite(caption, seed)
             assert rewrite is not None and rewrite.replacement not in {"dog", "cat"}, (caption, seed)
+
+
+def test_a_caption_naming_a_whole_kind_rewrites_another_noun_or_none() -> None:
+    """Every instrument named: no other instrument is left to choose, so only the dog can change."""
+    instruments = lexicon()["instrument"]
+    caption = "A " + " and a ".join(instruments)
+    assert all(lexicon_rewrite(caption, seed) is None for seed in range(20))
+    with_dog = caption + " near a dog"
+    for seed in range(20):
+        rewrite = lexicon_rewrite(with_dog, seed)
+        assert rewrite is not None and rewrite.replaced == "dog" and rewrite.kind == "animal"
+
+
+WORDS = st.sampled_from([*sorted(kind_of()), "a", "an", "the", "two", "red", "and", "of", "A", "DOG", "Cats", ","])
+
+
+@given(
+    st.one_of(st.text(max_size=200), st.lists(WORDS, max_size=40).map(" ".join)),
+    st.integers(min_value=0, max_value=2**31 - 1),
+)
+def test_any_caption_gives_a_rewrite_or_none_never_an_error(caption: str, seed: int) -> None:
+    rewrite = lexicon_rewrite(caption, seed)
+    if rewrite is not None:
+        assert rewrite.text != caption and rewrite.replaced != rewrite.replacement
+        assert kind_of()[rewrite.replaced] == kind_of()[rewrite.replacement] == rewrite.kind
 
 
 def test_plurals_are_lemminflects() -> None:
