@@ -40,6 +40,7 @@ def pair_record(
     """The record of a pair that ended: accepted with its regions, or rejected (or failed) with the reason."""
     pair = run.pair
     width, height = run.size if run.size is not None else (None, None)
+    regions = [] if rejection else run.regions  # pragma: no mutate (equivalent: made last, so never with a rejection)
     return SampleRecord(
         pair_id=pair.id,
         status=SampleStatus.REJECTED if rejection else SampleStatus.ACCEPTED,
@@ -53,7 +54,7 @@ def pair_record(
         height=height,
         pair_cosine=run.pair_cosine,
         proposals=run.proposals,
-        regions=[] if rejection else run.regions,
+        regions=regions,
         rejection=rejection,
         provenance=provenance(run, settings, models),
         timings=run.timings,

@@ -43,7 +43,15 @@ class Pictures:
     @classmethod
     def from_png(cls, source: bytes, target: bytes) -> Pictures:
         decoded = (Image.open(io.BytesIO(source)).convert("RGB"), Image.open(io.BytesIO(target)).convert("RGB"))
-        return cls(decoded, (base64.b64encode(source).decode("ascii"), base64.b64encode(target).decode("ascii")))
+        if decoded[0].size != decoded[1].size:
+            raise ValueError(f"the pair's images differ in size: {decoded[0].size} and {decoded[1].size}")
+        encoded = (base64.b64encode(source).decode(), base64.b64encode(target).decode())
+        return cls(decoded, encoded)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Width and height, which both images share."""
+        return self.images[0].size  # pragma: no mutate (equivalent: from_png checked that both are this size)
 
 
 class PairRun(BaseModel):
