@@ -417,6 +417,16 @@ def rejected_scene(case: str) -> tuple[Scene, str]:
     return found, semantics
 
 
+def no_box_to_label(why: str) -> Rejection:
+    """The rejection of a pair whose one difference area is of a size that is not labelled."""
+    return Rejection(
+        stage=Stage.REGION_LABELS,
+        reason="no_box_to_label",
+        message="no difference area has a size that gets labelled",
+        numbers={"areas": 1, "reasons": {why: 1}},
+    )
+
+
 @pytest.mark.parametrize(
     ("case", "rejection"),
     [
@@ -447,24 +457,8 @@ def rejected_scene(case: str) -> tuple[Scene, str]:
                 numbers={"zero_size_boxes": 1},
             ),
         ),
-        (
-            "too_small",
-            Rejection(
-                stage=Stage.REGION_LABELS,
-                reason="no_box_to_label",
-                message="no difference area has a size that gets labelled",
-                numbers={"areas": 1, "reasons": {"box_too_small": 1}},
-            ),
-        ),
-        (
-            "too_large",
-            Rejection(
-                stage=Stage.REGION_LABELS,
-                reason="no_box_to_label",
-                message="no difference area has a size that gets labelled",
-                numbers={"areas": 1, "reasons": {"box_too_large": 1}},
-            ),
-        ),
+        ("too_small", no_box_to_label("box_too_small")),
+        ("too_large", no_box_to_label("box_too_large")),
     ],
 )
 async def test_a_rejected_record_says_where_why_and_by_what_numbers(
