@@ -223,13 +223,17 @@ def reference_settings(semantics: str, **pipeline: object) -> Settings:
 PAIR = CaptionPair(id="p", source="A dog on the grass", target="A cat on the grass", seed=864)
 
 
-async def run(found: Scene, settings: Settings, tmp_path: Path, pair: CaptionPair = PAIR):  # type: ignore[no-untyped-def]
-    clients = clients_for(found)
+async def run_over(clients: ServiceClients, settings: Settings, tmp_path: Path, pair: CaptionPair = PAIR):  # type: ignore[no-untyped-def]
+    """The pair through every step over ``clients``, which are closed after."""
     try:
         pipeline = await PairPipeline.connect(clients, ArtifactStore(str(tmp_path)), settings)
         return await pipeline.run(pair)
     finally:
         await clients.aclose()
+
+
+async def run(found: Scene, settings: Settings, tmp_path: Path, pair: CaptionPair = PAIR):  # type: ignore[no-untyped-def]
+    return await run_over(clients_for(found), settings, tmp_path, pair)
 
 
 @pytest.mark.parametrize(("semantics", "kept"), [("orig", B), ("dj", D)])
@@ -583,24 +587,14 @@ def refusing(found: Scene, service: str, status: int) -> ServiceClients:
 
 async def test_a_service_that_refuses_ends_the_pair_and_one_that_is_away_fails_it(tmp_path: Path) -> None:
     found = scene("orig")
-    clients = refusing(found, "regions", 422)
-    try:
-        pipeline = await PairPipeline.connect(clients, ArtifactStore(str(tmp_path)), reference_settings("orig"))
-        record = await pipeline.run(PAIR)
-    finally:
-        await clients.aclose()
+    record = await run_over(refusing(found, "regions", 422), reference_settings("orig"), tmp_path)
     assert record.rejection is not None
     assert (record.rejection.stage, record.rejection.reason) == (Stage.PROPOSALS, "service_refused")
     assert record.rejection.numbers == {"service": "regions", "status": 422, "code": "nope"}
     assert record.rejection.message == "regions: 422 nope: not now"
 
-    clients = refusing(found, "generation", 503)
-    try:
-        pipeline = await PairPipeline.connect(clients, ArtifactStore(str(tmp_path)), reference_settings("orig"))
-        with pytest.raises(PairFailed) as failed:
-            await pipeline.run(PAIR)
-    finally:
-        await clients.aclose()
+    with pytest.raises(PairFailed) as failed:
+        await run_over(refusing(found, "generation", 503), reference_settings("orig"), tmp_path)
     assert isinstance(failed.value.cause, ServiceCallError) and failed.value.cause.status == 503
     failure = failed.value.record.rejection
     assert failure is not None and (failure.stage, failure.reason) == (Stage.GENERATE, "service_unavailable")
@@ -623,12 +617,8 @@ async def test_scores_missing_from_an_answer_fail_the_pair_instead_of_deciding_i
         return httpx.Response(200, json={**body, "scores": body["scores"][:-1]})
 
     clients = ServiceClients.over_transports({**transports, "similarity": httpx.MockTransport(short)})
-    try:
-        pipeline = await PairPipeline.connect(clients, ArtifactStore(str(tmp_path)), reference_settings("orig"))
-        with pytest.raises(PairFailed) as failed:
-            await pipeline.run(PAIR)
-    finally:
-        await clients.aclose()
+    with pytest.raises(PairFailed) as failed:
+        await run_over(clients, reference_settings("orig"), tmp_path)
     assert isinstance(failed.value.cause, ValueError)
     assert failed.value.record.rejection == Rejection(
         stage=Stage.PAIR_FILTER,
