@@ -24,6 +24,7 @@ from spotdiff.exports.conversations import export_imgdiff, export_llava, export_
 from spotdiff.exports.dj import export_dj
 from spotdiff.exports.options import ExportOptions, ExportUnavailable
 from spotdiff.exports.tables import export_hf, export_parquet
+from spotdiff.exports.text import text_file
 from spotdiff.jobs.folder import RunFolder
 from spotdiff.protocol import SampleRecord
 from spotdiff.storage import ArtifactStore
@@ -49,7 +50,7 @@ def read_records(run_dir: Path) -> list[SampleRecord]:
 
 
 def write_jsonl(records: Iterable[SampleRecord], target: Path) -> Path:
-    with target.open("w", encoding="utf-8") as handle:
+    with text_file(target) as handle:
         for record in records:
             handle.write(record.model_dump_json() + "\n")
     return target

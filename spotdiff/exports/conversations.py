@@ -15,13 +15,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from spotdiff.exports.images import IMAGES, boxed_pair, composite
 from spotdiff.exports.options import ExportOptions
+from spotdiff.exports.text import write_json_lines, write_json_list
 from spotdiff.imgdiff.prompts import MULTI_IMAGE_QUESTION, TRAINING_QUESTION
 from spotdiff.protocol import Region, SampleRecord, SampleStatus
 from spotdiff.storage import ArtifactStore
@@ -49,16 +49,6 @@ def sharegpt(sample_id: str, image: str | list[str], question: str, region: Regi
             {"from": "gpt", "value": region.difference_caption or ""},
         ],
     }
-
-
-def write_json_list(target: Path, entries: Iterable[dict[str, Any]]) -> Path:
-    """A JSON list written an entry at a time (an export of any size never sits in memory)."""
-    with target.open("w", encoding="utf-8") as handle:
-        handle.write("[")
-        for count, entry in enumerate(entries):
-            handle.write(("," if count else "") + "\n" + json.dumps(entry, ensure_ascii=False))
-        handle.write("\n]\n")
-    return target
 
 
 def export_llava(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions) -> Path:
@@ -105,11 +95,10 @@ def export_llava_onevision(
 def export_messages(
     records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions
 ) -> Path:
-    target = out_dir / "messages.jsonl"
-    with target.open("w", encoding="utf-8") as handle:
+    def lines() -> Iterator[dict[str, Any]]:
         for sample_id, _, region in boxes(records):
             left, right = boxed_pair(store, region, out_dir, f"{IMAGES}/{sample_id}")
-            line = {
+            yield {
                 "id": sample_id,
                 "images": [left, right],
                 "messages": [
@@ -124,5 +113,5 @@ def export_messages(
                     {"role": "assistant", "content": [{"type": "text", "text": region.difference_caption or ""}]},
                 ],
             }
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    return target
+
+    return write_json_lines(out_dir / "messages.jsonl", lines())

@@ -5,36 +5,35 @@ are, so they are absolute, or relative to the ``image_root`` the user names (the
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from spotdiff.exports.images import IMAGES, copy_jpeg
+from spotdiff.exports.images import IMAGES, copy_jpeg, stored
 from spotdiff.exports.options import ExportOptions
+from spotdiff.exports.text import write_json_lines
 from spotdiff.imgdiff.boxes import to_centre
 from spotdiff.protocol import SampleRecord, SampleStatus
 from spotdiff.storage import ArtifactStore
 
 
 def export_dj(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Path, options: ExportOptions) -> Path:
-    target = out_dir / "dj.jsonl"
-
     def named(relative: str) -> str:
         written = (out_dir / relative).resolve()
         if options.image_root is None:
             return str(written)
         return os.path.relpath(written, options.image_root.resolve())
 
-    with target.open("w", encoding="utf-8") as handle:
+    def lines() -> Iterator[dict[str, Any]]:
         for record in records:
             if record.status is not SampleStatus.ACCEPTED:
                 continue
             paths = []
             for side, key in (("1", record.image_source), ("2", record.image_target)):
-                assert key is not None
-                paths.append(named(copy_jpeg(store, key, out_dir, f"{IMAGES}/{record.pair_id}_{side}.jpg")))
-            line = {
+                image = stored(key, f"image {side} for {record.pair_id}")
+                paths.append(named(copy_jpeg(store, image, out_dir, f"{IMAGES}/{record.pair_id}_{side}.jpg")))
+            yield {
                 "caption1": record.source,
                 "caption2": record.target,
                 "image_path1": paths[0],
@@ -46,5 +45,5 @@ def export_dj(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Pa
                     "bbox_difference_captions": [region.difference_caption or "" for region in record.regions],
                 },
             }
-            handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    return target
+
+    return write_json_lines(out_dir / "dj.jsonl", lines())

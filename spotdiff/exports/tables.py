@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 
 import spotdiff
 from spotdiff.exports.conversations import boxes
-from spotdiff.exports.images import IMAGES, copy_jpeg
+from spotdiff.exports.images import IMAGES, copy_jpeg, stored
 from spotdiff.exports.options import ExportOptions, ExportUnavailable
-from spotdiff.protocol import SampleRecord
+from spotdiff.exports.text import ENCODING
+from spotdiff.protocol import Region, SampleRecord
 from spotdiff.storage import ArtifactStore
 
 PARQUET_SCHEMA_VERSION = "1"
@@ -66,8 +67,8 @@ def _image(store: ArtifactStore, key: str | None, out_dir: Path, relative: str, 
     if key is None:
         return None
     if embed:
-        return {"bytes": store.get_bytes(key), "path": None}
-    return {"bytes": None, "path": copy_jpeg(store, key, out_dir, relative)}
+        return {"bytes": store.get_bytes(key)}  # the field left out is null
+    return {"path": copy_jpeg(store, key, out_dir, relative)}
 
 
 def _row(record: SampleRecord, store: ArtifactStore, out_dir: Path, embed: bool) -> dict[str, Any]:
@@ -157,14 +158,30 @@ def hf_features() -> Any:
     )
 
 
-def _hf_rows(records: Iterable[SampleRecord], store: ArtifactStore) -> Iterator[dict[str, Any]]:
-    for sample_id, record, region in boxes(records):
-        assert record.image_source is not None and record.image_target is not None
+HfSample = tuple[str, SampleRecord, Region, str, str]  # sample id, record, box, the keys of its two images
+
+
+def _hf_samples(records: Iterable[SampleRecord]) -> list[HfSample]:
+    """Every kept box with its images' keys, found before the build (an error inside it is datasets' own)."""
+    return [
+        (
+            sample_id,
+            record,
+            region,
+            stored(record.image_source, f"image 1 for {sample_id}"),
+            stored(record.image_target, f"image 2 for {sample_id}"),
+        )
+        for sample_id, record, region in boxes(records)
+    ]
+
+
+def _hf_rows(samples: list[HfSample], store: ArtifactStore) -> Iterator[dict[str, Any]]:
+    for sample_id, record, region, image_1, image_2 in samples:
         yield {
             "id": sample_id,
             "pair_id": record.pair_id,
-            "image_1": {"bytes": store.get_bytes(record.image_source), "path": None},
-            "image_2": {"bytes": store.get_bytes(record.image_target), "path": None},
+            "image_1": {"bytes": store.get_bytes(image_1)},
+            "image_2": {"bytes": store.get_bytes(image_2)},
             "source_caption": record.source,
             "target_caption": record.target,
             "source_objects": record.source_objects,
@@ -195,14 +212,14 @@ def export_hf(records: Iterable[SampleRecord], store: ArtifactStore, out_dir: Pa
     with tempfile.TemporaryDirectory(prefix="spotdiff-hf-", dir=out_dir) as cache:  # not the user's HF cache
         dataset = Dataset.from_generator(
             _hf_rows,
-            gen_kwargs={"records": listed, "store": store},
+            gen_kwargs={"samples": _hf_samples(listed), "store": store},
             features=hf_features(),
             cache_dir=cache,
-            writer_batch_size=HF_ROWS_PER_BATCH,
+            writer_batch_size=HF_ROWS_PER_BATCH,  # pragma: no mutate (memory held while writing, not content)
         )
         dataset.save_to_disk(str(target))
         rows = len(dataset)
-    (target / "README.md").write_text(dataset_card(listed, rows), encoding="utf-8")
+    (target / "README.md").write_text(dataset_card(listed, rows), encoding=ENCODING)
     return target
 
 

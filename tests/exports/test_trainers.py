@@ -21,7 +21,7 @@ from spotdiff.runner import run_embedded, start_folder
 from spotdiff.settings import Settings
 from spotdiff.storage import ArtifactStore
 
-EXAMPLES = Path(__file__).parent.parent / "examples" / "caption_pairs.jsonl"
+EXAMPLES = Path(__file__).parents[2] / "examples" / "caption_pairs.jsonl"
 BBOX = re.compile(r"^\[\d\.\d\d, \d\.\d\d, \d\.\d\d, \d\.\d\d\]$")
 
 
