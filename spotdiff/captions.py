@@ -141,8 +141,7 @@ class Dropped:
                 message=f"rewrite {self.rewrite} of caption {self.line} gave no pair: {self.reason}",
                 numbers=self.numbers,
             ),
-            provenance=Provenance(
-                seed=None,
+            provenance=Provenance(  # no seed: no image was made
                 profile=profile,
                 spotdiff_version=__version__,
                 rewrite=RewriteOrigin(
@@ -169,14 +168,17 @@ async def pairs_from_captions(
     Pairs come caption by caption, or with ``interleave`` every caption's first rewrite, then every second one, and
     so on (how a job with a target draws new rewrites round by round)."""
     rewriter = rewriter or LexiconRewriter()
-    asks = [(line, caption, number) for line, caption in captions for number in range(rewrites)]
-    seeds = [rewrite_seed(caption, number, base_seed) for _, caption, number in asks]
-    proposals = await rewriter.propose([(caption, seed) for (_, caption, _), seed in zip(asks, seeds, strict=True)])
+    asks = [
+        (line, caption, number, rewrite_seed(caption, number, base_seed))
+        for line, caption in captions
+        for number in range(rewrites)
+    ]
+    proposals = await rewriter.propose([(caption, seed) for _, caption, _, seed in asks])
     pairs: list[tuple[int, CaptionPair]] = []
     dropped: list[Dropped] = []
     seen: dict[int, set[str]] = {}
     hopeless: set[int] = set()
-    for (line, caption, number), seed, proposal in zip(asks, seeds, proposals, strict=True):
+    for (line, caption, number, seed), proposal in zip(asks, proposals, strict=True):
         if line in hopeless:
             continue
         if proposal.text is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import posixpath
 import re
 import uuid
 
@@ -32,7 +33,7 @@ def check_key(key: object) -> str:
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
         raise InvalidKey(f"a store key is a non-empty string of at most {MAX_KEY_CHARS} characters, not {key!r}")
     for segment in key.split("/"):
-        if segment in ("", ".", "..") or not _SEGMENT.fullmatch(segment):
+        if segment in (".", "..") or not _SEGMENT.fullmatch(segment):  # an empty one matches nothing
             raise InvalidKey(
                 f"store key {key!r}: each '/'-separated part is letters, digits, '.', '_' or '-', "
                 "and never empty, '.' or '..'"
@@ -120,25 +121,23 @@ class ArtifactStore:
         return data
 
     def put_text(self, key: str, text: str) -> str:
-        return self.put_bytes(key, text.encode("utf-8"))
+        return self.put_bytes(key, text.encode())  # UTF-8
 
     def append_line(self, key: str, line: str) -> None:
         """Append one line (a JSONL record) and flush it, so a crash loses at most the line being written."""
-        path = self.path(key)
-        with self.fs.open(path, "a", encoding="utf-8") as handle:
-            handle.write(line.rstrip("\n") + "\n")
+        with self.fs.open(self.path(key), "ab") as handle:  # bytes: UTF-8 whatever the locale
+            handle.write((line.rstrip("\n") + "\n").encode())
 
     def names(self, folder: str) -> list[str]:
         """The names of the files and folders directly in ``folder`` (none when it does not exist)."""
         try:
-            entries = self.fs.ls(self.path(folder), detail=False)
+            entries = self.fs.ls(self.path(folder), detail=True)
         except FileNotFoundError:
             return []
-        return [str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries]
+        return [posixpath.basename(entry["name"].rstrip("/")) for entry in entries]  # some stores end folders in /
 
     def remove_tree(self, folder: str) -> None:
         """Delete ``folder`` and everything in it: a folder strictly inside this store, never its root."""
         path = self.path(folder)
-        with contextlib.suppress(FileNotFoundError):
-            if self.fs.exists(path):
-                self.fs.rm(path, recursive=True)
+        with contextlib.suppress(FileNotFoundError):  # nothing there, or it went meanwhile
+            self.fs.rm(path, recursive=True)

@@ -3,17 +3,26 @@ user runs it, drops with their reasons, the same seed giving the same pairs, and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from spotdiff import __version__
 from spotdiff.captions import (
+    NO_KNOWN_NOUN,
     Dropped,
+    LexiconRewriter,
+    ModelRewriter,
+    Proposal,
     caption_line,
     estimated_tokens,
     pairs_from_captions,
@@ -21,9 +30,11 @@ from spotdiff.captions import (
     rewrite_pair_id,
     unpaired,
 )
-from spotdiff.clients import ServiceClients
+from spotdiff.clients import RewritingClient, ServiceClients
 from spotdiff.imgdiff.objects import changed_objects
-from spotdiff.protocol import SampleRecord
+from spotdiff.imgdiff.rewrite import lexicon_rewrite, rewrite_seed
+from spotdiff.protocol import Provenance, Rejection, SampleRecord, SampleStatus, Stage
+from spotdiff.protocol.records import RewriteOrigin
 from spotdiff.runner import read_pairs, run_embedded
 from spotdiff.settings import Settings
 
@@ -132,3 +143,193 @@ def test_spotdiff_run_takes_a_file_of_captions(tiny_dir: Path, tmp_path: Path, m
     assert sorted(record.pair_id for record in records) == ["l1-r0", "l2-r0", "l3-r0"]
     assert {record.pair_id: record.outcome for record in records}["l2-r0"] == "rewrite:no_known_noun"
     assert "3 pairs:" in capsys.readouterr().out
+
+
+C1, C3, C4 = "A dog on the grass", "The sky at night", "A red car"
+BASE = 5
+
+
+def seed(caption: str, number: int) -> int:
+    return rewrite_seed(caption, number, BASE)
+
+
+class ScriptedRewriter:
+    """Answers chosen per caption and rewrite number (found from the seed); every ask kept, in order."""
+
+    def __init__(self, script: dict[tuple[str, int], Proposal], short: int = 0) -> None:
+        self.by_seed = {(caption, seed(caption, number)): answer for (caption, number), answer in script.items()}
+        self.asks: list[tuple[str, int]] = []
+        self.short = short  # answer this many proposals too few: a broken rewriter
+
+    async def propose(self, asks: Sequence[tuple[str, int]]) -> list[Proposal]:
+        self.asks.extend(asks)
+        answers = [self.by_seed.get(ask, Proposal(None, "unscripted", "fake")) for ask in asks]
+        return answers[: len(answers) - self.short]
+
+
+SCRIPT = {
+    (C1, 0): Proposal(None, "mentions_replac", "qwen"),
+    (C1, 1): Proposal("A cat on the grass", "rewritten", "qwen", "hound", "kitty"),
+    (C1, 2): Proposal("A cat on the grass", "rewritten", "qwen", "hound", "kitty"),
+    (C3, 0): Proposal(None, NO_KNOWN_NOUN, "lexicon"),
+    (C4, 0): Proposal("A red bus", "rewritten", "lexicon", "automobile", "omnibus"),
+    (C4, 1): Proposal("a red car", "rewritten", "qwen", "car", "car"),
+    (C4, 2): Proposal("A red van", "rewritten", "qwen", None, None),
+}
+
+
+async def test_each_proposal_becomes_a_pair_or_a_drop_with_its_reason() -> None:
+    """A language model's pair takes its objects from the captions, the lexicon's from what it replaced; a
+    refused, repeated or unchanged rewrite is a drop with its numbers; a caption with no known noun is tried once;
+    every rewrite is asked for first, with its own seed."""
+    rewriter = ScriptedRewriter(SCRIPT)
+    captions = [(1, C1), (3, C3), (4, C4)]
+    pairs, dropped = await pairs_from_captions(captions, rewrites=3, base_seed=BASE, rewriter=rewriter)
+    assert rewriter.asks == [(caption, seed(caption, number)) for caption in (C1, C3, C4) for number in range(3)]
+
+    def origin(caption: str, number: int, rewriter: str, replaced: str | None, replacement: str | None) -> dict:
+        return {"caption": caption, "rewriter": rewriter, "number": number, "seed": seed(caption, number)} | {
+            "replaced": replaced,
+            "replacement": replacement,
+        }
+
+    assert [pair.model_dump() for pair in pairs] == [
+        {
+            "id": "l1-r1",
+            "source": C1,
+            "target": "A cat on the grass",
+            "source_objects": ["dog"],
+            "target_objects": ["cat"],
+            "seed": seed(C1, 1),
+            "rewrite": origin(C1, 1, "qwen", "hound", "kitty"),
+        },
+        {
+            "id": "l4-r0",
+            "source": C4,
+            "target": "A red bus",
+            "source_objects": ["automobile"],
+            "target_objects": ["omnibus"],
+            "seed": seed(C4, 0),
+            "rewrite": origin(C4, 0, "lexicon", "automobile", "omnibus"),
+        },
+        {
+            "id": "l4-r2",
+            "source": C4,
+            "target": "A red van",
+            "source_objects": ["car"],
+            "target_objects": ["van"],
+            "seed": seed(C4, 2),
+            "rewrite": origin(C4, 2, "qwen", None, None),
+        },
+    ]
+    unchanged = {"source_objects": [], "target_objects": [], "source_tokens": 5, "target_tokens": 5, "tokens_max": 77}
+    assert dropped == [
+        Dropped(1, 0, C1, "mentions_replac", seed=seed(C1, 0), rewriter="qwen"),
+        Dropped(
+            1, 2, C1, "same_rewrite_again", {"target": "A cat on the grass"}, "A cat on the grass", seed(C1, 2), "qwen"
+        ),
+        Dropped(3, 0, C3, NO_KNOWN_NOUN, seed=seed(C3, 0), rewriter="lexicon"),
+        Dropped(4, 1, C4, "same_sentence", unchanged, "a red car", seed(C4, 1), "qwen"),
+    ]
+    interleaved, again = await pairs_from_captions(captions, 3, BASE, ScriptedRewriter(SCRIPT), interleave=True)
+    assert [pair.id for pair in interleaved] == ["l4-r0", "l1-r1", "l4-r2"] and again == dropped
+
+
+async def test_by_default_a_caption_is_rewritten_once_by_the_lexicon_with_seed_zero() -> None:
+    rewriter = ScriptedRewriter(SCRIPT)
+    await pairs_from_captions([(1, C1), (4, C4)], rewriter=rewriter)
+    assert rewriter.asks == [(C1, rewrite_seed(C1, 0, 0)), (C4, rewrite_seed(C4, 0, 0))]
+    (pair,), _ = await pairs_from_captions([(1, C1), (4, C4)][:1])
+    assert pair.rewrite is not None and pair.rewrite.rewriter == "lexicon" and pair.id == "l1-r0"
+
+
+async def test_a_rewriter_that_answers_too_few_proposals_is_an_error() -> None:
+    with pytest.raises(ValueError, match="zip"):
+        await pairs_from_captions([(1, C1)], rewrites=2, rewriter=ScriptedRewriter(SCRIPT, short=1))
+
+
+async def test_the_lexicon_proposes_its_rewrite_or_says_it_knows_no_noun() -> None:
+    rewrite = lexicon_rewrite(C1, 3)
+    assert rewrite is not None
+    assert await LexiconRewriter().propose([(C1, 3), (C3, 3)]) == [
+        Proposal(rewrite.text, "rewritten", "lexicon", rewrite.replaced, rewrite.replacement),
+        Proposal(None, NO_KNOWN_NOUN, "lexicon"),
+    ]
+
+
+def test_a_drop_is_kept_as_a_rewrite_stage_rejection() -> None:
+    numbers = {"source_objects": ["car"], "target_objects": ["bus", "van"], "tokens_max": 77}
+    record = Dropped(4, 1, C4, "too_many_changed_nouns", numbers, "A red bus and van", 77, "qwen").record("tiny")
+    assert record == SampleRecord(
+        pair_id="l4-r1",
+        status=SampleStatus.REJECTED,
+        source=C4,
+        target="A red bus and van",
+        source_objects=["car"],
+        target_objects=["bus", "van"],
+        rejection=Rejection(
+            stage=Stage.REWRITE,
+            reason="too_many_changed_nouns",
+            message="rewrite 1 of caption 4 gave no pair: too_many_changed_nouns",
+            numbers=numbers,
+        ),
+        provenance=Provenance(
+            seed=None,
+            profile="tiny",
+            spotdiff_version=__version__,
+            rewrite=RewriteOrigin(caption=C4, rewriter="qwen", number=1, seed=77),
+        ),
+    )
+    bare = Dropped(3, 0, C3, NO_KNOWN_NOUN).record("reference")
+    assert (bare.target, bare.source_objects, bare.target_objects, bare.provenance.profile) == ("", [], [], "reference")
+    assert bare.provenance.rewrite == RewriteOrigin(caption=C3, rewriter="lexicon", number=0, seed=0)
+
+
+ANSWERS = {  # what the stand-in service says of each caption
+    C1: "A cat on the grass",
+    C3: None,
+    C4: "A blue car",
+    "A bus": "A bus on a street by a tree",  # none removed, two added: the first is named
+    "A dog and a cat": "A dog",  # one removed, none added
+}
+
+
+class StandIn:
+    """A rewriting service that answers after a delay that falls with the seed (later asks finish first),
+    keeping each request and counting those in flight."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+        self.requests: list[tuple[str, int]] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append((body["caption"], body["seed"]))
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.02 / (1 + body["seed"]))
+        self.in_flight -= 1
+        text = ANSWERS[body["caption"]]
+        reason = "empty_answer" if text is None else "rewritten"
+        return httpx.Response(200, json={"text": text, "reason": reason, "answer": "", "tokens": 3, "model_id": "m"})
+
+
+async def test_the_model_rewriter_asks_with_a_bounded_concurrency_and_keeps_the_order() -> None:
+    service = StandIn()
+    client = RewritingClient(transport=httpx.MockTransport(service))
+    asks = [(C1, 0), (C3, 1), (C4, 2), (C1, 3), (C4, 4), ("A bus", 5), ("A dog and a cat", 6)]
+    proposals = await ModelRewriter(client, concurrency=2).propose(asks)
+    assert service.most == 2 and sorted(service.requests) == sorted(asks)
+    assert proposals == [
+        Proposal("A cat on the grass", "rewritten", "m", "dog", "cat"),
+        Proposal(None, "empty_answer", "m"),
+        Proposal("A blue car", "rewritten", "m", "red", "blue"),
+        Proposal("A cat on the grass", "rewritten", "m", "dog", "cat"),
+        Proposal("A blue car", "rewritten", "m", "red", "blue"),
+        Proposal("A bus on a street by a tree", "rewritten", "m", None, "street"),
+        Proposal("A dog", "rewritten", "m", "cat", None),
+    ]
+    await ModelRewriter(client).propose([(C1, n) for n in range(40)])
+    assert service.most == 16  # the default: what one rewriting replica batches
+    await client.aclose()

@@ -220,8 +220,9 @@ def pair_decision(
     target: str,
     source_tokens: int,
     target_tokens: int,
+    *,
+    max_objects: int,
     max_tokens: int = TEXT_ENCODER_TOKENS,
-    max_objects: int = 16,
 ) -> Decision:
     """A rewritten pair goes on to image generation when the sentences differ, an object noun changed on each
     side but not more than ``max_objects`` (a sentence rewritten throughout is no one-object edit), and both fit

@@ -28,7 +28,7 @@ def is_valid_id(value: object) -> bool:
     return isinstance(value, str) and len(value) <= MAX_ID_CHARS and _ID.fullmatch(value) is not None
 
 
-def check_id(value: object, what: str = "id") -> str:
+def check_id(value: object, what: str) -> str:
     """``value`` when it is a valid id; else a ValueError that says which id and what an id may hold."""
     if not is_valid_id(value):
         shown = value if not isinstance(value, str) or len(value) <= 2 * MAX_ID_CHARS else value[:MAX_ID_CHARS] + "…"

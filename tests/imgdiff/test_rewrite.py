@@ -406,17 +406,17 @@ NUMBERS = {"source_tokens": 7, "target_tokens": 7, "tokens_max": 77}
 def test_a_pair_is_checked_before_any_image(
     source: str, target: str, tokens: tuple[int, int], expected: Decision
 ) -> None:
-    assert pair_decision(source, target, *tokens) == expected
+    assert pair_decision(source, target, *tokens, max_objects=16) == expected
 
 
 def test_a_pair_may_change_up_to_16_nouns_by_default() -> None:
     animals = lexicon()["animal"][1:18]  # not "dog"
     sixteen, seventeen = (" and ".join(f"a {animal}" for animal in animals[:count]) for count in (16, 17))
     numbers = {"source_objects": ["dog"], "source_tokens": 7, "target_tokens": 70, "tokens_max": 77}
-    assert pair_decision("A dog", sixteen, 7, 70) == Decision(
+    assert pair_decision("A dog", sixteen, 7, 70, max_objects=16) == Decision(
         True, "rewrite_ok", {**numbers, "target_objects": list(animals[:16])}
     )
-    assert pair_decision("A dog", seventeen, 7, 70) == Decision(
+    assert pair_decision("A dog", seventeen, 7, 70, max_objects=16) == Decision(
         False, "too_many_changed_nouns", {**numbers, "target_objects": list(animals), "objects_max": 16}
     )
     assert pair_decision("A dog on the grass", "A cat and a cow and a fox on the hay", 7, 12, max_objects=2) == (
