@@ -192,17 +192,21 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
         seed=13,
     )
-    rejected = SampleRecord(
-        pair_id="rejected",
+    return write_run(store, [two, rejection("rejected"), one, surplus])
+
+
+def rejection(pair_id: str, **provenance: Any) -> SampleRecord:
+    """A pair rejected at the object stage, before any image."""
+    return SampleRecord(
+        pair_id=pair_id,
         status=SampleStatus.REJECTED,
         source="A dog",
         target="The dog",
         source_objects=[],
         target_objects=[],
         rejection=Rejection(stage=Stage.OBJECTS, reason="no_changed_objects", message="no object word changed"),
-        provenance=Provenance(seed=None, **PROVENANCE),
+        provenance=Provenance(**PROVENANCE | provenance),
     )
-    return write_run(store, [two, rejected, one, surplus])
 
 
 def write_run(store: ArtifactStore, records: list[SampleRecord]) -> Path:
@@ -488,24 +492,7 @@ def test_parquet_embeds_the_stored_bytes_when_asked(run_dir: Path, tmp_path: Pat
 
 def test_parquet_writes_row_groups_of_a_fixed_size(tmp_path: Path) -> None:
     """A run of any size is written a row group at a time; the last group holds the rest."""
-    store = ArtifactStore(str(tmp_path / "run"))
-    count = ROWS_PER_GROUP + 3
-    pairs = [CaptionPair(id=f"p{n}", source="A dog", target="The dog") for n in range(count)]
-    run = start_folder(store, pairs)
-    rejection = Rejection(stage=Stage.OBJECTS, reason="no_changed_objects", message="none")
-    for pair in pairs:
-        run.create_record(
-            SampleRecord(
-                pair_id=pair.id,
-                status=SampleStatus.REJECTED,
-                source=pair.source,
-                target=pair.target,
-                source_objects=[],
-                target_objects=[],
-                rejection=rejection,
-                provenance=Provenance(profile="tiny", spotdiff_version="0"),
-            )
-        )
+    write_run(ArtifactStore(str(tmp_path / "run")), [rejection(f"p{n}") for n in range(ROWS_PER_GROUP + 3)])
     metadata = pq.ParquetFile(export(tmp_path / "run", "parquet", tmp_path / "out")).metadata
     assert [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)] == [ROWS_PER_GROUP, 3]
     assert ROWS_PER_GROUP == 256
@@ -576,19 +563,8 @@ def test_hf_rows_are_kept_boxes_with_the_original_images(run_dir: Path, tmp_path
 
 def test_the_dataset_card_says_what_made_the_rows() -> None:
     """The models of the first record that names each service, every profile, the first record's settings."""
-    record = SampleRecord(
-        pair_id="p",
-        status=SampleStatus.REJECTED,
-        source="A dog",
-        target="The dog",
-        source_objects=[],
-        target_objects=[],
-        rejection=Rejection(stage=Stage.OBJECTS, reason="r", message="m"),
-        provenance=Provenance(**PROVENANCE),
-    )
     later = {"models": {"generation": ModelRef(id="z", revision="9")}, "profile": "reference", "settings": {"b": 1}}
-    other = record.model_copy(update={"provenance": Provenance(**PROVENANCE | later)})
-    card = dataset_card([record, other], 7)
+    card = dataset_card([rejection("p"), rejection("q", **later)], 7)
     assert card.startswith("---\nlicense: other\ntask_categories:\n- image-text-to-text\n")
     assert "\n# Img-Diff difference samples\n\n7 samples, one per kept difference box" in card
     assert "(profile\nreference, tiny)" in card
