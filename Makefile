@@ -68,7 +68,7 @@ compose-test: venv
 
 # the decisions, the pipeline, the exports, the store, the ids and the caption stage mutated ([tool.mutmut] in
 # pyproject.toml): fails if a mutant survives its tests; an equivalent mutant's line says why with
-# `# pragma: no mutate` (about 12 minutes here)
+# `# pragma: no mutate` (about 8 minutes here)
 mutation: models
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children $$(nproc)
