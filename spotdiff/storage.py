@@ -131,10 +131,11 @@ class ArtifactStore:
     def names(self, folder: str) -> list[str]:
         """The names of the files and folders directly in ``folder`` (none when it does not exist)."""
         try:
-            entries = self.fs.ls(self.path(folder), detail=True)
+            # names only: a detailed listing stats every file, on a local disk one call each
+            entries = self.fs.ls(self.path(folder), detail=False)  # pragma: no mutate (detail=None is as falsy)
         except FileNotFoundError:
             return []
-        return [posixpath.basename(entry["name"].rstrip("/")) for entry in entries]  # some stores end folders in /
+        return [posixpath.basename(str(entry).rstrip("/")) for entry in entries]  # some stores end folders in /
 
     def remove_tree(self, folder: str) -> None:
         """Delete ``folder`` and everything in it: a folder strictly inside this store, never its root."""
