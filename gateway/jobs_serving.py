@@ -24,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.services import ServiceGates, relayed
 from httpkit.errors import ServiceError
-from spotdiff.captions import LexiconRewriter, ModelRewriter, Rewriter, pairs_from_captions, unpaired
-from spotdiff.clients import RewritingClient, ServiceCallError
+from spotdiff.captions import LexiconRewriter, ModelCounter, ModelRewriter, Rewriter, pairs_from_captions, unpaired
+from spotdiff.clients import ServiceCallError, ServiceClients
 from spotdiff.exports import EXPORTS, ExportFormat, ExportOptions, ExportUnavailable
 from spotdiff.gallery import search_text
 from spotdiff.jobs.events import FINAL_EVENTS
@@ -123,15 +123,17 @@ def _existing(store: JobStore, job_id: str, claim: Claim, held: Claim) -> tuple[
 
 
 async def with_pairs(
-    request: JobRequest, settings: Settings, rewriting: RewritingClient | None
+    request: JobRequest, settings: Settings, clients: ServiceClients
 ) -> tuple[JobRequest, list[SampleRecord]]:
-    """A request of captions with its pairs made by this deployment's rewriter (each pair names its caption), and
-    the rejection records of the rewrites that gave none; a request of pairs as it is.
+    """A request of captions with its pairs made by this deployment's rewriter (each pair names its caption, each
+    prompt counted by the generation service's tokenizers), and the rejection records of the rewrites that gave
+    none; a request of pairs as it is.
 
     With ``variation: rewrite`` the pairs are the job's whole budget of rewrites, every caption's first before
     any second, which its rounds then draw in turn; of its drops only a caption that gave no pair at all is kept
     (one record, its first reason), since the pool is what a budget may draw from, not pairs the job owes. Pairs
-    and captions together, or captions that give no pair, are a 422; a rewriting service out of reach is a 503."""
+    and captions together, or captions that give no pair, are a 422; a rewriting or generation service out of
+    reach is a 503."""
     if not request.captions:
         return request, []
     max_pairs = settings.gateway.max_pairs_per_job
@@ -148,11 +150,14 @@ async def with_pairs(
         )
     rewriter: Rewriter = LexiconRewriter()
     if settings.rewriter == "model":
-        if rewriting is None:
+        if clients.rewriting is None:
             raise ServiceError(503, "service_unavailable", "no rewriting service is configured (worker.service_urls)")
-        rewriter = ModelRewriter(rewriting, concurrency=settings.rewriting.max_batch_size)
+        rewriter = ModelRewriter(clients.rewriting, concurrency=settings.rewriting.max_batch_size)
+    counter = ModelCounter(clients.generation)
     try:
-        made, dropped = await pairs_from_captions(captions, rewrites, rewriter=rewriter, interleave=pool is not None)
+        made, dropped = await pairs_from_captions(
+            captions, rewrites, rewriter=rewriter, interleave=pool is not None, counter=counter
+        )
     except ServiceCallError as exc:
         raise relayed(exc) from exc
     if not made:
@@ -180,7 +185,7 @@ async def create(
         held = await run_in_threadpool(store.holder, job_id)
         if held is not None:
             return await run_in_threadpool(_existing, store, job_id, Claim(owner, sent.fingerprint()), held)
-    made = await with_pairs(sent, settings, gates.clients.rewriting)
+    made = await with_pairs(sent, settings, gates.clients)
     return await run_in_threadpool(submit, job_id, sent, made, owner, store, celery, settings)
 
 

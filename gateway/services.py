@@ -19,7 +19,7 @@ from gateway.deps import OwnerDep
 from httpkit.errors import ERROR_RESPONSES, ServiceError
 from spotdiff.clients import RewritingClient, ServiceCallError, ServiceClients
 from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
-from spotdiff.protocol.generation import PairRequest, PairResponse
+from spotdiff.protocol.generation import PairRequest, PairResponse, TokenizeRequest, TokenizeResponse
 from spotdiff.protocol.regions import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
 from spotdiff.protocol.rewriting import RewriteRequest, RewriteResponse
 from spotdiff.protocol.similarity import CosineRequest, CosineResponse
@@ -131,6 +131,21 @@ RELAYS = (
             }
         },
         check=_no_stream,
+    ),
+    Relay(
+        "tokenize",
+        "/generation/tokenize",
+        "count prompts' tokens with the generation model's tokenizers",
+        "generation",
+        TokenizeRequest,
+        TokenizeResponse,
+        lambda clients, body: clients.generation.tokenize(body),
+        {
+            "pair": {
+                "summary": "both captions of a pair",
+                "value": {"texts": ["A dog on the grass", "A cat on the grass"]},
+            }
+        },
     ),
     Relay(
         "cosine",

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import import_module
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
 
 from services.kit import ServiceSpec, create_service_app
-from spotdiff.clients import RewritingClient, ServiceClients
-from spotdiff.settings import PIPELINE_SERVICES, REWRITING, Settings
+from spotdiff.clients import ServiceClient, ServiceClients
+from spotdiff.settings import PIPELINE_SERVICES, Settings
+
+ClientT = TypeVar("ClientT", bound=ServiceClient)
 
 
 def create_app(name: str, settings: Settings) -> FastAPI:
@@ -41,11 +43,15 @@ async def in_process(settings: Settings, *, ready_timeout: float = 600.0) -> Asy
 
 
 @asynccontextmanager
-async def rewriting_in_process(settings: Settings, *, ready_timeout: float = 600.0) -> AsyncIterator[RewritingClient]:
-    """The rewriting service in this process, behind its network client, once ready (an embedded run's rewrites)."""
-    app = create_app(REWRITING, settings)
+async def service_in_process(
+    name: str, client_type: type[ClientT], settings: Settings, *, ready_timeout: float = 600.0
+) -> AsyncIterator[ClientT]:
+    """One service in this process, behind its network client, once ready: a run's rewrites (rewriting), or the
+    token counts of rewrites made outside a run (generation)."""
+    app = create_app(name, settings)
     async with app.router.lifespan_context(app):
-        client = RewritingClient(transport=httpx.ASGITransport(app=app), timeout=settings.rewriting.request_timeout_s)
+        timeout = settings.service(name).request_timeout_s
+        client = client_type(transport=httpx.ASGITransport(app=app), timeout=timeout)
         try:
             await client.wait_ready(ready_timeout)
             yield client

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from spotdiff import __version__
-from spotdiff.clients import RewritingClient
+from spotdiff.clients import GenerationClient, RewritingClient
 from spotdiff.imgdiff.objects import changed_objects
-from spotdiff.imgdiff.rewrite import lexicon_rewrite, pair_decision, rewrite_seed
+from spotdiff.imgdiff.rewrite import TEXT_ENCODER_TOKENS, lexicon_rewrite, pair_decision, rewrite_seed
 from spotdiff.protocol import CaptionPair
+from spotdiff.protocol.generation import MAX_TOKENIZE_TEXTS, TokenizeRequest
 from spotdiff.protocol.records import (
+    MAX_CAPTION_CHARS,
     MAX_OBJECTS,
     Provenance,
     Rejection,
@@ -35,6 +37,49 @@ def estimated_tokens(text: str) -> int:
     """A text encoder's token count, estimated without its tokenizer: a word or mark each, and the start and end
     tokens (CLIP's BPE splits rare words further; the generation service truncates at its own count)."""
     return len(_TOKENS.findall(text)) + 2
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Texts' token counts, the most the text encoders read, and who counted (``estimate`` or a model id)."""
+
+    counts: dict[str, int]
+    limit: int
+    by: str
+
+
+class TokenCounter(Protocol):
+    async def count(self, texts: Sequence[str]) -> TokenCounts:
+        """A count for every text."""
+        ...
+
+
+class EstimatedCounter:
+    """Counts without a tokenizer (`estimated_tokens`), for rewrites made where no generation service runs."""
+
+    async def count(self, texts: Sequence[str]) -> TokenCounts:
+        return TokenCounts({text: estimated_tokens(text) for text in texts}, TEXT_ENCODER_TOKENS, "estimate")
+
+
+class ModelCounter:
+    """The generation service's own tokenizers (``POST /v1/tokenize``): a pair is kept only when both its prompts
+    fit the text encoders, as the model counts, not as an estimate does. Texts over a caption's length are never
+    a pair (`pair_decision`) and are estimated, not sent."""
+
+    def __init__(self, client: GenerationClient) -> None:
+        self.client = client
+
+    async def count(self, texts: Sequence[str]) -> TokenCounts:
+        unique = list(dict.fromkeys(text for text in texts if len(text) <= MAX_CAPTION_CHARS))
+        estimated = {text: estimated_tokens(text) for text in texts if len(text) > MAX_CAPTION_CHARS}
+        chunks = [unique[at : at + MAX_TOKENIZE_TEXTS] for at in range(0, len(unique), MAX_TOKENIZE_TEXTS)]
+        if not chunks:
+            return await EstimatedCounter().count(texts)
+        answers = await asyncio.gather(*(self.client.tokenize(TokenizeRequest(texts=chunk)) for chunk in chunks))
+        counts = dict(estimated)
+        for chunk, answer in zip(chunks, answers, strict=True):
+            counts.update(zip(chunk, answer.counts, strict=True))
+        return TokenCounts(counts, min(answer.max_tokens for answer in answers), answers[0].model_id)
 
 
 def rewrite_pair_id(line: int, number: int) -> str:
@@ -162,18 +207,28 @@ async def pairs_from_captions(
     base_seed: int = 0,
     rewriter: Rewriter | None = None,
     interleave: bool = False,
+    counter: TokenCounter | None = None,
 ) -> tuple[list[CaptionPair], list[Dropped]]:
-    """Pairs ``l<line>-r<k>`` (source: the caption; target: its k-th rewrite, objects filled in) and the drops.
+    """Pairs ``l<line>-r<k>`` (source: the caption; target: its k-th rewrite, objects filled in) and the drops;
+    prompts are counted by ``counter`` (the generation service's tokenizers; estimated when none is given).
 
     Pairs come caption by caption, or with ``interleave`` every caption's first rewrite, then every second one, and
     so on (how a job with a target draws new rewrites round by round)."""
     rewriter = rewriter or LexiconRewriter()
+    counter = counter or EstimatedCounter()
     asks = [
         (line, caption, number, rewrite_seed(caption, number, base_seed))
         for line, caption in captions
         for number in range(rewrites)
     ]
     proposals = await rewriter.propose([(caption, seed) for _, caption, _, seed in asks])
+    texts = [
+        text
+        for (_, caption, _, _), proposal in zip(asks, proposals, strict=True)
+        for text in (caption, proposal.text)
+        if text is not None
+    ]
+    tokens = await counter.count(texts)
     pairs: list[tuple[int, CaptionPair]] = []
     dropped: list[Dropped] = []
     seen: dict[int, set[str]] = {}
@@ -187,10 +242,16 @@ async def pairs_from_captions(
                 hopeless.add(line)
             continue
         decision = pair_decision(
-            caption, proposal.text, estimated_tokens(caption), estimated_tokens(proposal.text), max_objects=MAX_OBJECTS
+            caption,
+            proposal.text,
+            tokens.counts[caption],
+            tokens.counts[proposal.text],
+            max_objects=MAX_OBJECTS,
+            max_chars=MAX_CAPTION_CHARS,
+            max_tokens=tokens.limit,
         )
         if not decision:
-            numbers = decision.numbers
+            numbers = {**decision.numbers, "tokens_by": tokens.by}
             dropped.append(
                 Dropped(line, number, caption, decision.reason, numbers, proposal.text, seed, proposal.rewriter)
             )

@@ -11,12 +11,15 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spotdiff import __version__
 from spotdiff.exports import FORMATS
 from spotdiff.logs import configure_logging, log_context
 from spotdiff.settings import PROFILES, REWRITERS, SERVICE_NAMES, Settings
+
+if TYPE_CHECKING:
+    from spotdiff.clients import GenerationClient
 
 RUN_FOLDER = "a run folder: a `spotdiff run` output, or a job's folder in the store (manifest.json, records/)"
 
@@ -93,61 +96,73 @@ def ensure_tiny_models(settings: Settings) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from services.registry import in_process
-    from spotdiff.runner import GALLERY, REPORT, SAMPLES, read_pairs, run_embedded
+    from spotdiff.runner import GALLERY, REPORT, SAMPLES, RunSummary, read_pairs, run_embedded
 
     settings = _settings(args)
     if args.concurrency:
         settings.pipeline.concurrency = args.concurrency
     source = _input_file(args.pairs)
-    dropped: list[Any] = []
-    if source.suffix == ".txt":  # single captions: rewritten into pairs first, kept beside the run for review
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        source, drops = _write_pairs(source, out / "pairs.jsonl", args.rewrites, args.seed, settings)
-        dropped = [drop.record(settings.profile) for drop in drops]
-    pairs, errors = read_pairs(source)
-    if args.strict and errors:
-        first = errors[0]
-        raise CliError(f"{args.pairs}:{first.line}: {first.message} (--strict: nothing was run)")
-    if not pairs:
-        why = f"; {len(errors)} lines could not be read, the first: line {errors[0].line}" if errors else ""
-        raise CliError(f"{args.pairs}: no caption pairs to run{why}")
+    out = Path(args.out)
+    captions = source.suffix == ".txt"  # single captions: rewritten into pairs first, kept beside the run for review
+    if captions:
+        _check_rewrites(args.rewrites)
+    else:
+        pairs, errors = read_pairs(source)
+        if args.strict and errors:
+            first = errors[0]
+            raise CliError(f"{args.pairs}:{first.line}: {first.message} (--strict: nothing was run)")
+        if not pairs:
+            why = f"; {len(errors)} lines could not be read, the first: line {errors[0].line}" if errors else ""
+            raise CliError(f"{args.pairs}: no caption pairs to run{why}")
     ensure_tiny_models(settings)
-    summary = asyncio.run(
-        run_embedded(source, Path(args.out), settings, progress=not args.quiet, clients=in_process, dropped=dropped)
-    )
+
+    async def run() -> RunSummary:
+        async with in_process(settings) as clients:  # the rewrites' tokens are counted by the run's own model
+            path, dropped = source, []
+            if captions:
+                out.mkdir(parents=True, exist_ok=True)
+                path, drops = await _write_pairs(
+                    source, out / "pairs.jsonl", args.rewrites, args.seed, settings, clients.generation
+                )
+                dropped = [drop.record(settings.profile) for drop in drops]
+            return await run_embedded(path, out, settings, progress=not args.quiet, clients=clients, dropped=dropped)
+
+    summary = asyncio.run(run())
     for error in summary.input_errors:
         print(f"{args.pairs}:{error.line}: skipped: {error.message}", file=sys.stderr)
     print(
         f"{summary.pairs} pairs: {summary.accepted} accepted, {summary.rejected} rejected"
         + (f", {len(summary.input_errors)} input lines skipped" if summary.input_errors else "")
         + f" in {summary.seconds:.1f}s\n"
-        f"  {Path(args.out) / SAMPLES}\n  {Path(args.out) / GALLERY}\n  {Path(args.out) / REPORT}"
+        f"  {out / SAMPLES}\n  {out / GALLERY}\n  {out / REPORT}"
     )
     return 0
 
 
-def _write_pairs(
-    captions_file: Path, out: Path, rewrites: int, seed: int, settings: Settings
-) -> tuple[Path, list[Any]]:
-    """Caption pairs from a file of single captions (one per line), by the settings' rewriter (a language model
-    is the rewriting service, started in this process); each drop said."""
-    from spotdiff.captions import ModelRewriter, pairs_from_captions, read_captions
-
+def _check_rewrites(rewrites: int) -> None:
     if rewrites < 1:
         raise CliError(f"--rewrites {rewrites}: at least 1")
+
+
+async def _write_pairs(
+    captions_file: Path, out: Path, rewrites: int, seed: int, settings: Settings, generation: GenerationClient
+) -> tuple[Path, list[Any]]:
+    """Caption pairs from a file of single captions (one per line), by the settings' rewriter (a language model
+    is the rewriting service, started in this process), each prompt counted by ``generation``'s tokenizers; each
+    drop said."""
+    from spotdiff.captions import ModelCounter, ModelRewriter, pairs_from_captions, read_captions
+
     captions = read_captions(captions_file.read_text(encoding="utf-8").splitlines())
+    counter = ModelCounter(generation)
+    if settings.rewriter == "lexicon":
+        pairs, dropped = await pairs_from_captions(captions, rewrites=rewrites, base_seed=seed, counter=counter)
+    else:
+        from services.registry import service_in_process
+        from spotdiff.clients import RewritingClient
+        from spotdiff.settings import REWRITING
 
-    async def rewrite() -> tuple[list[Any], list[Any]]:
-        if settings.rewriter == "lexicon":
-            return await pairs_from_captions(captions, rewrites=rewrites, base_seed=seed)
-        from services.registry import rewriting_in_process
-
-        ensure_tiny_models(settings)
-        async with rewriting_in_process(settings) as client:
-            return await pairs_from_captions(captions, rewrites, seed, ModelRewriter(client))
-
-    pairs, dropped = asyncio.run(rewrite())
+        async with service_in_process(REWRITING, RewritingClient, settings) as client:
+            pairs, dropped = await pairs_from_captions(captions, rewrites, seed, ModelRewriter(client), counter=counter)
     for drop in dropped:
         print(f"{captions_file}:{drop.line}: rewrite {drop.rewrite} dropped: {drop.reason}", file=sys.stderr)
     if not pairs:
@@ -159,7 +174,20 @@ def _write_pairs(
 
 
 def cmd_pairs(args: argparse.Namespace) -> int:
-    _write_pairs(_input_file(args.captions), Path(args.out), args.rewrites, args.seed, _settings(args))
+    """Pairs only: the generation service is started here too, for its tokenizers' counts."""
+    from services.registry import service_in_process
+    from spotdiff.clients import GenerationClient
+
+    settings = _settings(args)
+    captions_file = _input_file(args.captions)
+    _check_rewrites(args.rewrites)
+    ensure_tiny_models(settings)
+
+    async def write() -> None:
+        async with service_in_process("generation", GenerationClient, settings) as generation:
+            await _write_pairs(captions_file, Path(args.out), args.rewrites, args.seed, settings, generation)
+
+    asyncio.run(write())
     return 0
 
 

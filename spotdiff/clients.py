@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from spotdiff.protocol.captioning import CaptionRequest, CaptionResponse
 from spotdiff.protocol.common import ModelInfo
 from spotdiff.protocol.errors import ErrorResponse
-from spotdiff.protocol.generation import PairRequest, PairResponse
+from spotdiff.protocol.generation import PairRequest, PairResponse, TokenizeRequest, TokenizeResponse
 from spotdiff.protocol.regions import PromptedRequest, PromptedResponse, ProposeRequest, ProposeResponse
 from spotdiff.protocol.rewriting import RewriteRequest, RewriteResponse
 from spotdiff.protocol.similarity import CosineRequest, CosineResponse
@@ -142,6 +142,9 @@ class GenerationClient(ServiceClient):
 
     async def pair(self, request: PairRequest) -> PairResponse:
         return await self._post("/v1/pairs", request, PairResponse)
+
+    async def tokenize(self, request: TokenizeRequest) -> TokenizeResponse:
+        return await self._post("/v1/tokenize", request, TokenizeResponse)
 
 
 class SimilarityClient(ServiceClient):

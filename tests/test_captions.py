@@ -20,9 +20,12 @@ from spotdiff import __version__
 from spotdiff.captions import (
     NO_KNOWN_NOUN,
     Dropped,
+    EstimatedCounter,
     LexiconRewriter,
+    ModelCounter,
     ModelRewriter,
     Proposal,
+    TokenCounts,
     caption_line,
     estimated_tokens,
     pairs_from_captions,
@@ -30,11 +33,12 @@ from spotdiff.captions import (
     rewrite_pair_id,
     unpaired,
 )
-from spotdiff.clients import RewritingClient, ServiceClients
+from spotdiff.clients import GenerationClient, RewritingClient, ServiceClients
 from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.rewrite import lexicon_rewrite, rewrite_seed
 from spotdiff.protocol import Provenance, Rejection, SampleRecord, SampleStatus, Stage
-from spotdiff.protocol.records import RewriteOrigin
+from spotdiff.protocol.generation import MAX_TOKENIZE_TEXTS
+from spotdiff.protocol.records import MAX_CAPTION_CHARS, RewriteOrigin
 from spotdiff.runner import read_pairs, run_embedded
 from spotdiff.settings import Settings
 
@@ -223,6 +227,7 @@ async def test_each_proposal_becomes_a_pair_or_a_drop_with_its_reason() -> None:
         },
     ]
     unchanged = {"source_objects": [], "target_objects": [], "source_tokens": 5, "target_tokens": 5, "tokens_max": 77}
+    unchanged |= {"tokens_by": "estimate"}
     assert dropped == [
         Dropped(1, 0, C1, "mentions_replac", seed=seed(C1, 0), rewriter="qwen"),
         Dropped(
@@ -333,3 +338,108 @@ async def test_the_model_rewriter_asks_with_a_bounded_concurrency_and_keeps_the_
     await ModelRewriter(client).propose([(C1, n) for n in range(40)])
     assert service.most == 16  # the default: what one rewriting replica batches
     await client.aclose()
+
+
+class ScriptedCounter:
+    """Token counts chosen per text, a limit of its own, every text it was asked for kept."""
+
+    def __init__(self, counts: dict[str, int], limit: int) -> None:
+        self.counts, self.limit = counts, limit
+        self.asked: list[str] = []
+
+    async def count(self, texts: Sequence[str]) -> TokenCounts:
+        self.asked.extend(texts)
+        return TokenCounts({text: self.counts[text] for text in texts}, self.limit, "tokenizer-x")
+
+
+async def test_each_side_is_decided_by_its_own_count_and_the_counters_limit() -> None:
+    """Counts chosen per text, so a swapped side, an estimate or the default limit in their place would fail."""
+    script = {
+        (C1, 0): Proposal("A cat on the grass", "rewritten", "qwen"),
+        (C1, 1): Proposal("A cow on the grass", "rewritten", "qwen"),
+        (C4, 0): Proposal("A red bus", "rewritten", "qwen"),
+    }
+    counts = {C1: 9, "A cat on the grass": 10, "A cow on the grass": 11, C4: 12, "A red bus": 9}
+    counter = ScriptedCounter(counts, limit=10)
+    pairs, dropped = await pairs_from_captions([(1, C1), (4, C4)], 2, BASE, ScriptedRewriter(script), counter=counter)
+    assert counter.asked == [
+        C1,
+        "A cat on the grass",
+        C1,
+        "A cow on the grass",
+        C4,
+        "A red bus",
+        C4,
+    ]  # the unscripted rewrite: its caption only
+    assert [pair.id for pair in pairs] == ["l1-r0"]  # 9 and 10 fit a limit of 10
+    numbers = {"tokens_max": 10, "tokens_by": "tokenizer-x"}
+    assert [(drop.pair_id, drop.reason, drop.numbers) for drop in dropped] == [
+        (
+            "l1-r1",
+            "too_long",
+            {"source_objects": ["dog"], "target_objects": ["cow"], "source_tokens": 9, "target_tokens": 11} | numbers,
+        ),
+        (
+            "l4-r0",
+            "too_long",
+            {"source_objects": ["car"], "target_objects": ["bus"], "source_tokens": 12, "target_tokens": 9} | numbers,
+        ),
+        ("l4-r1", "unscripted", {}),
+    ]
+
+
+async def test_a_rewrite_longer_than_a_caption_may_be_is_dropped_not_an_error() -> None:
+    """A caption of the longest length whose rewrite is longer (a short noun for a long one) was a
+    ValidationError out of the stage; it is a drop with its lengths."""
+    caption = "A dog " + "x" * (MAX_CAPTION_CHARS - 6)
+    pairs, dropped = await pairs_from_captions([(1, caption)], rewrites=6)
+    longer = [drop for drop in dropped if drop.target is not None and len(drop.target) > MAX_CAPTION_CHARS]
+    assert longer and all(drop.reason == "too_long" for drop in longer)
+    assert longer[0].numbers["source_chars"] == MAX_CAPTION_CHARS
+    assert longer[0].numbers["target_chars"] == len(longer[0].target or "")
+    assert longer[0].numbers["chars_max"] == MAX_CAPTION_CHARS
+    assert all(len(pair.target) <= MAX_CAPTION_CHARS for pair in pairs)
+
+
+async def test_the_estimate_counts_words_and_marks_with_clips_start_and_end() -> None:
+    counts = await EstimatedCounter().count(["A dog, on the grass.", "don't"])
+    assert counts == TokenCounts({"A dog, on the grass.": 9, "don't": 5}, 77, "estimate")
+
+
+class Tokenizer:
+    """A generation service's tokenize route: a count per text (its length), each request kept."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["texts"]
+        self.requests.append(texts)
+        limit = 70 + len(self.requests)  # each answer its own limit: the counter keeps the smallest
+        return httpx.Response(
+            200,
+            json={"counts": [len(text) for text in texts], "max_tokens": limit, "model_id": "sdxl", "revision": "r"},
+        )
+
+
+async def test_the_model_counter_asks_each_text_once_in_requests_the_route_accepts() -> None:
+    service = Tokenizer()
+    counter = ModelCounter(GenerationClient(transport=httpx.MockTransport(service)))
+    texts = [f"caption {n}" for n in range(MAX_TOKENIZE_TEXTS + 44)]
+    overlong = "x" * (MAX_CAPTION_CHARS + 1)
+    counts = await counter.count([*texts, texts[0], overlong, texts[1]])
+    assert [len(request) for request in service.requests] == [MAX_TOKENIZE_TEXTS, 44]
+    assert [text for request in service.requests for text in request] == texts  # in order, once, none too long
+    assert counts.counts == {text: len(text) for text in texts} | {overlong: estimated_tokens(overlong)}
+    assert (counts.limit, counts.by) == (71, "sdxl")
+    await counter.client.aclose()
+
+
+async def test_the_model_counter_asks_nothing_of_texts_it_cannot_send() -> None:
+    service = Tokenizer()
+    counter = ModelCounter(GenerationClient(transport=httpx.MockTransport(service)))
+    overlong = "a " * MAX_CAPTION_CHARS
+    assert await counter.count([overlong]) == TokenCounts({overlong: estimated_tokens(overlong)}, 77, "estimate")
+    assert await counter.count([]) == TokenCounts({}, 77, "estimate")
+    assert service.requests == []
+    await counter.client.aclose()

@@ -1,13 +1,14 @@
-"""Generation routes: ``POST /v1/pairs``, answered as JSON or streamed as server-sent events."""
+"""Generation routes: ``POST /v1/pairs``, answered as JSON or streamed as server-sent events, and
+``POST /v1/tokenize``, prompts counted by the pipeline's tokenizers."""
 
 from __future__ import annotations
 
 from fastapi import Request
 from fastapi.responses import Response
 
-from services.generation.serving import GenerationServing
+from services.generation.serving import GenerationServing, tokenize
 from services.kit import RuntimeDep, ServiceSpec
-from spotdiff.protocol.generation import PairRequest, PairResponse
+from spotdiff.protocol.generation import PairRequest, PairResponse, TokenizeRequest, TokenizeResponse
 
 SERVICE = ServiceSpec("generation", [GenerationServing])
 
@@ -20,3 +21,12 @@ SERVICE = ServiceSpec("generation", [GenerationServing])
 )
 async def create_pair(request: PairRequest, http: Request, runtime: RuntimeDep) -> Response:
     return await runtime.respond(GenerationServing, request, http, stream=request.stream)
+
+
+@SERVICE.router.post(
+    "/v1/tokenize",
+    response_model=TokenizeResponse,
+    summary="prompts' token counts by the text encoders' tokenizers: whether they fit before any image is made",
+)
+async def count_tokens(request: TokenizeRequest, runtime: RuntimeDep) -> TokenizeResponse:
+    return await tokenize(runtime, request)

@@ -7,7 +7,10 @@ on what it was batched with.
 
 from __future__ import annotations
 
+import copy
+import threading
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
@@ -71,6 +74,8 @@ class GenerationModel(ModelRunner):
         self.pipe: StableDiffusionXLPipeline | None = None
         self.slot = ControllerSlot()
         self.revision = "unknown"
+        self.counting: list[Any] = []  # copies of the tokenizers, for counting off the model thread
+        self.counting_lock = threading.Lock()
 
     def load(self) -> None:
         variant = weight_variant(self.settings.model, self.settings.variant)
@@ -87,7 +92,17 @@ class GenerationModel(ModelRunner):
             pipe.vae.enable_slicing()
         if self.settings.vae_tiling:
             pipe.vae.enable_tiling()
+        # a fast tokenizer may not be called from two threads at once, and the pipeline calls its own
+        self.counting = [copy.deepcopy(tok) for tok in (pipe.tokenizer, pipe.tokenizer_2) if tok is not None]
         self.pipe = pipe.to(self.device)
+
+    def count_tokens(self, texts: list[str]) -> tuple[list[int], int]:
+        """Each text's token count as the text encoders see it before truncation, start and end included (the
+        larger of the two tokenizers' counts), and how many tokens they read."""
+        with self.counting_lock:
+            counts = [[len(ids) for ids in tokenizer(texts, verbose=False).input_ids] for tokenizer in self.counting]
+            limit = min(int(tokenizer.model_max_length) for tokenizer in self.counting)
+        return [max(each) for each in zip(*counts, strict=True)], limit
 
     def warmup(self) -> None:
         params = GenerationParams(

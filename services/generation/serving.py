@@ -7,10 +7,20 @@ import time
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
+from starlette.concurrency import run_in_threadpool
+
 from services.generation.jobs import PairImages, PairJob
 from services.kit import Call, ServiceError, Serving
 from services.kit.codec import encode_png
-from spotdiff.protocol.generation import GenerationParams, PairProgress, PairRequest, PairResponse
+from services.kit.runtime import ServiceRuntime
+from spotdiff.protocol.generation import (
+    GenerationParams,
+    PairProgress,
+    PairRequest,
+    PairResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
 from spotdiff.settings import GenerationSettings
 
 if TYPE_CHECKING:
@@ -83,3 +93,13 @@ class GenerationServing(Serving[GenerationSettings, "GenerationModel", PairReque
             timings={"generate_s": call.predict_s, "encode_s": time.perf_counter() - started},
             warnings=result.warnings,
         )
+
+
+async def tokenize(
+    runtime: ServiceRuntime[GenerationSettings, GenerationModel], request: TokenizeRequest
+) -> TokenizeResponse:
+    """Token counts by the pipeline's own tokenizers, off the model thread: counting never waits for a batch."""
+    info = runtime.info()  # 503 until the model is ready
+    assert runtime.runner is not None
+    counts, limit = await run_in_threadpool(runtime.runner.count_tokens, list(request.texts))
+    return TokenizeResponse(counts=counts, max_tokens=limit, model_id=info.model_id, revision=info.revision)

@@ -222,11 +222,13 @@ def pair_decision(
     target_tokens: int,
     *,
     max_objects: int,
+    max_chars: int,
     max_tokens: int = TEXT_ENCODER_TOKENS,
 ) -> Decision:
     """A rewritten pair goes on to image generation when the sentences differ, an object noun changed on each
     side but not more than ``max_objects`` (a sentence rewritten throughout is no one-object edit), and both fit
-    the text encoders (token counts are the caller's: the tokenizer is the model's)."""
+    the text encoders and a caption's ``max_chars`` (token counts are the caller's: the tokenizer is the
+    model's)."""
     source_objects, target_objects = changed_objects(source, target)
     numbers = {
         "source_objects": source_objects,
@@ -243,4 +245,7 @@ def pair_decision(
         return Decision(False, "too_many_changed_nouns", {**numbers, "objects_max": max_objects})
     if max(source_tokens, target_tokens) > max_tokens:
         return Decision(False, "too_long", numbers)
+    if max(len(source), len(target)) > max_chars:
+        chars = {"source_chars": len(source), "target_chars": len(target), "chars_max": max_chars}
+        return Decision(False, "too_long", {**numbers, **chars})
     return Decision(True, "rewrite_ok", numbers)

@@ -70,6 +70,30 @@ class PairResponse(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="for example a prompt truncated to 77 tokens")
 
 
+MAX_TOKENIZE_TEXTS = 256
+Prompt = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CAPTION_CHARS)]
+
+
+class TokenizeRequest(BaseModel):
+    """Prompts to count with the text encoders' own tokenizers, before any image is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[Prompt] = Field(
+        min_length=1, max_length=MAX_TOKENIZE_TEXTS, examples=[["A dog on the grass", "A cat on the grass"]]
+    )
+
+
+class TokenizeResponse(BaseModel):
+    counts: list[int] = Field(
+        description="each text's tokens, start and end included, before truncation (the larger count of the "
+        "pipeline's tokenizers), in the order sent"
+    )
+    max_tokens: int = Field(description="what the text encoders read: a longer prompt is truncated to this")
+    model_id: str
+    revision: str
+
+
 class PairProgress(BaseModel):
     """A streamed progress event: denoising step ``step`` of ``total`` done."""
 

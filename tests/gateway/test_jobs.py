@@ -435,6 +435,16 @@ async def test_bad_caption_jobs_are_422(gateway: httpx.AsyncClient, body: dict, 
     assert answer.status_code == 422 and answer.json()["error"]["code"] == code, answer.text
 
 
+async def test_captions_are_counted_by_the_generation_models_tokenizers(gateway: httpx.AsyncClient) -> None:
+    """Each digit is a token of CLIP's: a caption of 23 words and marks is 83 tokens, too long for the text
+    encoders, though an estimate by words would let it through."""
+    digits = "A dog on the grass at " + " ".join(["12345"] * 15)
+    answer = await gateway.post("/v1/jobs", json={"captions": [digits]}, headers=auth("alice"))
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "no_pairs" and error["details"] == ["caption 1: too_long"]
+
+
 async def test_rewrites_that_give_no_pair_are_the_jobs_rejections_at_stage_rewrite(
     gateway: httpx.AsyncClient,
 ) -> None:

@@ -63,6 +63,7 @@ async def test_every_documented_example_runs(gateway: httpx.AsyncClient) -> None
     assert sorted(set(ran)) == [
         "/v1/captioning/captions",
         "/v1/generation/pairs",
+        "/v1/generation/tokenize",
         "/v1/regions/prompted",
         "/v1/regions/proposals",
         "/v1/rewriting/rewrites",
@@ -97,6 +98,13 @@ BAD_IMAGES = {
 }
 
 
+async def test_prompts_are_counted_by_the_generation_models_tokenizers(gateway: httpx.AsyncClient) -> None:
+    body = {"texts": ["A dog on the grass", "in 1984", "wow!!"]}
+    answer = await gateway.post("/v1/generation/tokenize", json=body, headers=HEADERS)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["counts"] == [7, 7, 5] and answer.json()["max_tokens"] == 77
+
+
 @pytest.mark.parametrize("route", sorted(IMAGE_ROUTES))
 @pytest.mark.parametrize("kind", sorted(BAD_IMAGES))
 async def test_bad_images_are_a_clear_4xx_on_every_route(gateway: httpx.AsyncClient, route: str, kind: str) -> None:
@@ -116,6 +124,8 @@ async def test_bad_images_are_a_clear_4xx_on_every_route(gateway: httpx.AsyncCli
         ("/v1/generation/pairs", {"source": "A dog", "target": "A cat", "num_inference_steps": 10_000}),
         ("/v1/generation/pairs", {"source": "A dog", "target": "A cat", "width": 4096, "height": 4096}),
         ("/v1/generation/pairs", {"source": "A dog", "target": "A cat", "stream": True}),
+        ("/v1/generation/tokenize", {"texts": []}),
+        ("/v1/generation/tokenize", {"texts": ["x" * 1001]}),
         ("/v1/similarity/cosine", {"pairs": [{"a": {"image": "missing"}, "b": {"text": "a"}}]}),
         ("/v1/captioning/captions", {"image": png_b64(8, 8), "prompt": "hi", "max_new_tokens": 100_000}),
     ],

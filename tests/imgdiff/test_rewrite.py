@@ -406,20 +406,22 @@ NUMBERS = {"source_tokens": 7, "target_tokens": 7, "tokens_max": 77}
 def test_a_pair_is_checked_before_any_image(
     source: str, target: str, tokens: tuple[int, int], expected: Decision
 ) -> None:
-    assert pair_decision(source, target, *tokens, max_objects=16) == expected
+    assert pair_decision(source, target, *tokens, max_objects=16, max_chars=1000) == expected
 
 
 def test_a_pair_may_change_up_to_16_nouns_by_default() -> None:
     animals = lexicon()["animal"][1:18]  # not "dog"
     sixteen, seventeen = (" and ".join(f"a {animal}" for animal in animals[:count]) for count in (16, 17))
     numbers = {"source_objects": ["dog"], "source_tokens": 7, "target_tokens": 70, "tokens_max": 77}
-    assert pair_decision("A dog", sixteen, 7, 70, max_objects=16) == Decision(
+    assert pair_decision("A dog", sixteen, 7, 70, max_objects=16, max_chars=1000) == Decision(
         True, "rewrite_ok", {**numbers, "target_objects": list(animals[:16])}
     )
-    assert pair_decision("A dog", seventeen, 7, 70, max_objects=16) == Decision(
+    assert pair_decision("A dog", seventeen, 7, 70, max_objects=16, max_chars=1000) == Decision(
         False, "too_many_changed_nouns", {**numbers, "target_objects": list(animals), "objects_max": 16}
     )
-    assert pair_decision("A dog on the grass", "A cat and a cow and a fox on the hay", 7, 12, max_objects=2) == (
+    assert pair_decision(
+        "A dog on the grass", "A cat and a cow and a fox on the hay", 7, 12, max_objects=2, max_chars=1000
+    ) == (
         Decision(
             False,
             "too_many_changed_nouns",
@@ -432,4 +434,22 @@ def test_a_pair_may_change_up_to_16_nouns_by_default() -> None:
                 "objects_max": 2,
             },
         )
+    )
+
+
+def test_a_pair_longer_than_a_caption_may_be_is_too_long_by_its_characters() -> None:
+    """Counted by characters too: a caption may be 1000 characters, and a rewrite swapping in a longer noun may
+    not fit though its tokens do."""
+    source = "A dog " + "x" * 994
+    target = source.replace("dog", "goat")
+    numbers = {"source_objects": ["dog"], "target_objects": ["goat"], "source_tokens": 9, "target_tokens": 9}
+    assert pair_decision(source, source.replace("dog", "cat"), 9, 9, max_objects=16, max_chars=1000) == Decision(
+        True, "rewrite_ok", {**numbers, "target_objects": ["cat"], "tokens_max": 77}
+    )
+    chars = {"source_chars": 1000, "target_chars": 1001, "chars_max": 1000}
+    assert pair_decision(source, target, 9, 9, max_objects=16, max_chars=1000) == Decision(
+        False, "too_long", {**numbers, "tokens_max": 77, **chars}
+    )
+    assert pair_decision(target, source, 9, 9, max_objects=16, max_chars=1001) == Decision(
+        True, "rewrite_ok", {**numbers, "source_objects": ["goat"], "target_objects": ["dog"], "tokens_max": 77}
     )

@@ -25,10 +25,10 @@ CAPTIONS = ["A dog on the grass.", "Two cats sleeping on a long red sofa near th
 
 @pytest_asyncio.fixture(scope="module")
 async def rewriting(settings: Settings) -> AsyncIterator[RewritingClient]:
-    from services.registry import rewriting_in_process
+    from services.registry import service_in_process
 
     patient = settings.model_copy(update={"rewriting": settings.rewriting.model_copy(update={"max_wait_ms": 50.0})})
-    async with rewriting_in_process(patient) as client:
+    async with service_in_process("rewriting", RewritingClient, patient) as client:
         yield client
 
 
