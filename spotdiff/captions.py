@@ -16,7 +16,7 @@ from spotdiff.clients import GenerationClient, RewritingClient
 from spotdiff.imgdiff.objects import changed_objects
 from spotdiff.imgdiff.rewrite import TEXT_ENCODER_TOKENS, lexicon_rewrite, pair_decision, rewrite_seed
 from spotdiff.protocol import CaptionPair
-from spotdiff.protocol.generation import MAX_TOKENIZE_TEXTS, TokenizeRequest
+from spotdiff.protocol.generation import MAX_TOKENIZE_TEXTS, TokenizeRequest, TokenizeResponse
 from spotdiff.protocol.records import (
     MAX_CAPTION_CHARS,
     MAX_OBJECTS,
@@ -71,15 +71,19 @@ class ModelCounter:
 
     async def count(self, texts: Sequence[str]) -> TokenCounts:
         unique = list(dict.fromkeys(text for text in texts if len(text) <= MAX_CAPTION_CHARS))
-        estimated = {text: estimated_tokens(text) for text in texts if len(text) > MAX_CAPTION_CHARS}
+        counts = {text: estimated_tokens(text) for text in set(texts).difference(unique)}  # too long to send
         chunks = [unique[at : at + MAX_TOKENIZE_TEXTS] for at in range(0, len(unique), MAX_TOKENIZE_TEXTS)]
         if not chunks:
             return await EstimatedCounter().count(texts)
-        answers = await asyncio.gather(*(self.client.tokenize(TokenizeRequest(texts=chunk)) for chunk in chunks))
-        counts = dict(estimated)
-        for chunk, answer in zip(chunks, answers, strict=True):
-            counts.update(zip(chunk, answer.counts, strict=True))
-        return TokenCounts(counts, min(answer.max_tokens for answer in answers), answers[0].model_id)
+
+        async def counted(chunk: list[str]) -> TokenizeResponse:
+            answer = await self.client.tokenize(TokenizeRequest(texts=chunk))
+            counts.update(zip(chunk, answer.counts, strict=True))  # a count for each text, or an error
+            return answer
+
+        answers = await asyncio.gather(*(counted(chunk) for chunk in chunks))
+        models = sorted({answer.model_id for answer in answers})  # replicas mid-upgrade may differ: both said
+        return TokenCounts(counts, min(answer.max_tokens for answer in answers), ", ".join(models))
 
 
 def rewrite_pair_id(line: int, number: int) -> str:
@@ -222,18 +226,14 @@ async def pairs_from_captions(
         for number in range(rewrites)
     ]
     proposals = await rewriter.propose([(caption, seed) for _, caption, _, seed in asks])
-    texts = [
-        text
-        for (_, caption, _, _), proposal in zip(asks, proposals, strict=True)
-        for text in (caption, proposal.text)
-        if text is not None
-    ]
+    answered = list(zip(asks, proposals, strict=True))  # one proposal for each ask, or an error
+    texts = [text for (_, caption, _, _), proposal in answered for text in (caption, proposal.text) if text is not None]
     tokens = await counter.count(texts)
     pairs: list[tuple[int, CaptionPair]] = []
     dropped: list[Dropped] = []
     seen: dict[int, set[str]] = {}
     hopeless: set[int] = set()
-    for (line, caption, number, seed), proposal in zip(asks, proposals, strict=True):
+    for (line, caption, number, seed), proposal in answered:
         if line in hopeless:
             continue
         if proposal.text is None:

@@ -407,31 +407,39 @@ async def test_the_estimate_counts_words_and_marks_with_clips_start_and_end() ->
 
 
 class Tokenizer:
-    """A generation service's tokenize route: a count per text (its length), each request kept."""
+    """A generation service's tokenize route: a count per text (its length), each request kept; each answer with
+    a limit and a replica of its own (the counter keeps the smallest limit and names every model)."""
 
-    def __init__(self) -> None:
+    def __init__(self, short: int = 0) -> None:
         self.requests: list[list[str]] = []
+        self.short = short  # this many counts too few: a broken service
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         texts = json.loads(request.content)["texts"]
         self.requests.append(texts)
-        limit = 70 + len(self.requests)  # each answer its own limit: the counter keeps the smallest
-        return httpx.Response(
-            200,
-            json={"counts": [len(text) for text in texts], "max_tokens": limit, "model_id": "sdxl", "revision": "r"},
-        )
+        number = len(self.requests)
+        counts = [len(text) for text in texts][: len(texts) - self.short]
+        answer = {"counts": counts, "max_tokens": 70 + number, "model_id": f"sdxl-{3 - number}", "revision": "r"}
+        return httpx.Response(200, json=answer)
 
 
 async def test_the_model_counter_asks_each_text_once_in_requests_the_route_accepts() -> None:
     service = Tokenizer()
     counter = ModelCounter(GenerationClient(transport=httpx.MockTransport(service)))
-    texts = [f"caption {n}" for n in range(MAX_TOKENIZE_TEXTS + 44)]
+    texts = [f"caption {n}" for n in range(MAX_TOKENIZE_TEXTS + 43)] + ["y" * MAX_CAPTION_CHARS]
     overlong = "x" * (MAX_CAPTION_CHARS + 1)
     counts = await counter.count([*texts, texts[0], overlong, texts[1]])
     assert [len(request) for request in service.requests] == [MAX_TOKENIZE_TEXTS, 44]
     assert [text for request in service.requests for text in request] == texts  # in order, once, none too long
     assert counts.counts == {text: len(text) for text in texts} | {overlong: estimated_tokens(overlong)}
-    assert (counts.limit, counts.by) == (71, "sdxl")
+    assert (counts.limit, counts.by) == (71, "sdxl-1, sdxl-2")
+    await counter.client.aclose()
+
+
+async def test_a_service_that_answers_too_few_counts_is_an_error() -> None:
+    counter = ModelCounter(GenerationClient(transport=httpx.MockTransport(Tokenizer(short=1))))
+    with pytest.raises(ValueError, match="zip"):
+        await counter.count(["A dog", "A cat"])
     await counter.client.aclose()
 
 

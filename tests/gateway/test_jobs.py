@@ -567,3 +567,26 @@ async def test_a_job_of_captions_rewritten_by_the_language_model(stack: dict) ->
         assert other.status_code == 409, other.text
         theirs = await gateway.put("/v1/jobs/by-the-model", json=body, headers=auth("bob"))
         assert theirs.status_code == 403, theirs.text
+
+
+async def test_with_the_generation_service_gone_captions_are_refused_and_pairs_still_accepted(stack: dict) -> None:
+    """Captions are counted by the generation service's tokenizers before a job exists: with it out of reach a
+    job of captions is a 503 to retry, its id left free, while a job of pairs (counted by nobody) is accepted."""
+    from services.launch import free_port
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    settings = Settings(
+        profile="tiny",
+        redis_url=REDIS_URL,
+        storage_url=str(stack["storage"]),
+        gateway={"api_keys": [hash_key(KEYS["alice"])]},
+        worker={"service_urls": {**stack["urls"], "generation": gone}},
+    )
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as gateway:
+        refused = await gateway.put("/v1/jobs/uncounted", json={"captions": ["A dog"]}, headers=auth("alice"))
+        assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
+        assert refused.json()["error"]["message"].startswith("generation")
+        assert (await gateway.get("/v1/jobs/uncounted", headers=auth("alice"))).status_code == 404
+        accepted = await gateway.put("/v1/jobs/uncounted", json={"pairs": example_pairs()[:1]}, headers=auth("alice"))
+        assert accepted.status_code == 201, accepted.text
