@@ -131,27 +131,25 @@ class GenerationModel(ModelRunner):
         noise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)
         return noise.repeat(2, 1, 1, 1)
 
-    def tokens(self, prompt: str) -> tuple[list[int], bool]:
-        """The prompt's token ids as the pipeline encodes them (77 at most), and whether it was cut."""
+    def tokens(self, prompt: str) -> list[int]:
+        """The prompt's token ids as the pipeline's first tokenizer encodes them (77 at most): what the
+        attention edit aligns, as the reference does."""
         assert self.pipe is not None
         tokenizer = self.pipe.tokenizer
-        full: list[int] = tokenizer(prompt).input_ids
-        limit = tokenizer.model_max_length
-        return (
-            full if len(full) <= limit else tokenizer(prompt, truncation=True, max_length=limit).input_ids,
-            len(full) > limit,
-        )
+        ids: list[int] = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids
+        return ids
 
     def pair_edit(self, job: PairJob) -> tuple[PairEdit, list[str]]:
-        """The edit of one pair (token alignment, per-step cross weights, self-replacement steps) and warnings."""
+        """The edit of one pair (token alignment, per-step cross weights, self-replacement steps) and warnings: a
+        prompt is said to be truncated when either text encoder cuts it, by the counts /v1/tokenize gives."""
         assert self.pipe is not None
         params = job.params
-        source, source_cut = self.tokens(job.source)
-        target, target_cut = self.tokens(job.target)
+        source, target = self.tokens(job.source), self.tokens(job.target)
+        counts, limit = self.count_tokens([job.source, job.target])
         warnings = [
-            f"{side} prompt is over {MAX_TOKENS} tokens and was truncated"
-            for side, cut in (("source", source_cut), ("target", target_cut))
-            if cut
+            f"{side} prompt is over {limit} tokens and was truncated"
+            for side, count in zip(("source", "target"), counts, strict=True)
+            if count > limit
         ]
         steps = params.num_inference_steps
         if params.edit == "none":

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from spotdiff.clients import ServiceCallError, ServiceClients
-from spotdiff.protocol.generation import PairRequest
+from spotdiff.protocol.generation import PairRequest, TokenizeRequest
 
 from .helpers import batches_larger_than_one, pixels
 
@@ -99,6 +99,18 @@ async def test_a_prompt_over_77_tokens_is_truncated_and_says_so(clients: Service
     long = "A dog on the grass " + "with a very long tail " * 20
     response = await clients.generation.pair(PairRequest(source=long, target=CAT, num_inference_steps=2))
     assert response.warnings == ["source prompt is over 77 tokens and was truncated"]
+
+
+async def test_a_prompt_cut_by_the_second_text_encoder_only_is_said_to_be_truncated(clients: ServiceClients) -> None:
+    """SDXL's second tokenizer splits "!!" into two tokens where the first keeps one: 77 tokens to the first text
+    encoder are 78 to the second, which cuts the last. The warning agrees with /v1/tokenize's count."""
+    edge = "a " * 73 + "wow!!"
+    (count,) = (await clients.generation.tokenize(TokenizeRequest(texts=[edge]))).counts
+    assert count == 78
+    response = await clients.generation.pair(PairRequest(source=CAT, target=edge, num_inference_steps=2))
+    assert response.warnings == ["target prompt is over 77 tokens and was truncated"]
+    fits = await clients.generation.pair(PairRequest(source=CAT, target="a " * 74 + "wow", num_inference_steps=2))
+    assert fits.warnings == []
 
 
 async def test_replace_with_unequal_tokens_is_a_422(clients: ServiceClients) -> None:
