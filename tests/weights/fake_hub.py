@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import threading
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -44,8 +45,8 @@ class FakeHub:
     downloads: list[str] = field(default_factory=list)  # "repo/file" per GET of a file
 
     def publish(
-        self, repo_id: str, files: dict[str, bytes], *, lfs: set[str] = frozenset(), branch: str = "main"
-    ) -> str:  # type: ignore[assignment]
+        self, repo_id: str, files: dict[str, bytes], *, lfs: AbstractSet[str] = frozenset(), branch: str = "main"
+    ) -> str:
         """A new commit of ``repo_id`` holding ``files``, which ``branch`` then points at; returns its sha."""
         repo = self.repos.setdefault(repo_id, Repo())
         sha = hashlib.sha1(f"{repo_id}:{len(repo.commits)}".encode()).hexdigest()
