@@ -1,5 +1,6 @@
 """The CPU Compose stack, run for real: build both images, start the stack, wait for every health check, run
-examples/job.json through the gateway, download its LLaVA export and open every image it names, tear down.
+examples/job.json through the gateway, download its LLaVA export and open every image it names, count captions'
+tokens and submit a job of captions through the gateway, tear down.
 
     python docker/compose_test.py            # make compose-test
 
@@ -165,14 +166,53 @@ def run_job(gateway: str) -> tuple[str, dict[str, object]]:
         created = client.post("/v1/jobs", json=job)
         created.raise_for_status()
         job_id = created.json()["id"]
-        deadline = time.monotonic() + JOB_TIMEOUT_S
-        while True:
-            status = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
-            if status["state"] in {"done", "cancelled"}:
-                return job_id, status
-            if time.monotonic() > deadline:
-                raise SystemExit(f"job {job_id} did not finish: {status}")
-            time.sleep(2)
+        return job_id, finished(client, job_id)
+
+
+def finished(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    """The job's status once it has ended."""
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        status: dict[str, Any] = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        if status["state"] in {"done", "cancelled"}:
+            return status
+        if time.monotonic() > deadline:
+            raise SystemExit(f"job {job_id} did not finish: {status}")
+        time.sleep(2)
+
+
+SHORT_CAPTION = "A dog on the grass"  # CLIP's tokenizer: 5 words and its start and end marks
+LONG_CAPTION = "A dog " + "and a small brown cat " * 16 + "on the grass"  # over 77 tokens, under the char cap
+
+
+def run_captions(gateway: str) -> dict[str, object]:
+    """Captions through the gateway as the containers serve them: the generation service counts their tokens
+    with its pipeline's tokenizers (relayed by the gateway), and a job of captions is made from the rewriting
+    service's proposals, each pair and each dropped rewrite on record, or refused with every caption's reason.
+    The tiny rewriter's words are random, so which of the two is not fixed; a 503 (a service out of reach from
+    the gateway's container) or a pair not on record fails."""
+    with httpx.Client(base_url=gateway, timeout=120) as client:
+        counted = client.post("/v1/generation/tokenize", json={"texts": [SHORT_CAPTION, LONG_CAPTION]})
+        counts = counted.raise_for_status().json()
+        if counts["counts"][0] != 7 or counts["counts"][1] <= counts["max_tokens"]:
+            raise SystemExit(f"the generation service counted {counts}")
+        submitted = client.post("/v1/jobs", json={"captions": [SHORT_CAPTION, LONG_CAPTION]})
+        if submitted.status_code == 422:
+            error = submitted.json()["error"]
+            lines = {detail.split(":")[0] for detail in error.get("details", [])}
+            if error["code"] != "no_pairs" or lines != {"caption 1", "caption 2"}:
+                raise SystemExit(f"captions refused without each caption's reason: {submitted.text}")
+            return {"captions": "refused", "tokens": counts["counts"], "reasons": error["details"]}
+        submitted.raise_for_status()
+        job_id = submitted.json()["id"]
+        status = finished(client, job_id)
+        records = client.get(f"/v1/jobs/{job_id}/samples", params={"limit": 500}).raise_for_status().json()["items"]
+        if status["state"] != "done" or len({record["pair_id"] for record in records}) != status["total"]:
+            raise SystemExit(f"a job of captions ended without every pair and drop on record: {status}, {records}")
+        drops = [record["rejection"] for record in records if (record["rejection"] or {}).get("stage") == "rewrite"]
+        if any(drop["numbers"].get("tokens_by", counts["model_id"]) != counts["model_id"] for drop in drops):
+            raise SystemExit(f"a rewrite was counted by something other than the generation service: {drops}")
+        return {"captions": status["state"], "tokens": counts["counts"], "records": len(records), "drops": len(drops)}
 
 
 ENDED = {"done", "cancelled"}
@@ -191,7 +231,7 @@ def inspect(container_id: str, template: str) -> str:
     return out.stdout.strip()
 
 
-def patiently(client: httpx.Client, url: str, deadline: float, **params: object) -> dict[str, Any]:
+def patiently(client: httpx.Client, url: str, deadline: float, **params: str | int) -> dict[str, Any]:
     """GET as a client should while Redis restarts: a 503 is asked again after its Retry-After."""
     while True:
         response = client.get(url, params=params)
@@ -365,6 +405,8 @@ def run_stack(compose: list[str], redis_image: str, laps: Laps, crashes: bool) -
         samples = check_llava_export(gateway, job_id)
         laps.lap("export_s")
         outcome.update(job=status["state"], accepted=status["accepted"], llava_samples=samples)
+        outcome.update(run_captions(gateway))
+        laps.lap("captions_s")
         if crashes:
             outcome["crashes"] = survive_crashes(compose, env, gateway)
             laps.lap("crashes_s")
